@@ -1,0 +1,60 @@
+//! robofleet's API: the names every robofleet component agrees on.
+//!
+//! This crate will hold the custom resource types (`InferenceService`, `SafetyPolicy`,
+//! `SensorSim`) and the `crdgen` binary that writes their CRD YAML. Today it holds the API group,
+//! the label keys placed on robots and children, and the label values the operator reads, so the
+//! operator, the test harness and the tools spell them once.
+
+/// API group of every robofleet custom resource.
+pub const GROUP: &str = "robofleet.io";
+/// API version served by this release.
+pub const VERSION: &str = "v1alpha1";
+
+/// Label keys robofleet reads on Nodes and Namespaces, and writes on the children it owns.
+pub mod labels {
+    /// A Node is a robot iff it carries this label with value `"true"`.
+    pub const ROBOT: &str = "robofleet.io/robot";
+    /// Marks simulated robots (the only robots a `SensorSim` may target).
+    pub const SIMULATED: &str = "robofleet.io/simulated";
+    /// The robot's ROS 2 domain ID (an integer as a string).
+    pub const ROS_DOMAIN_ID: &str = "robofleet.io/ros-domain-id";
+    /// The robot's operating state in lower case (`idle`, `charging`, `busy`, ...), used to gate updates.
+    pub const STATE: &str = "robofleet.io/state";
+    /// Namespaces where robot workloads may be created carry this label with value `"true"`.
+    pub const ROBOT_WORKLOADS: &str = "robofleet.io/robot-workloads";
+    /// Kind of the custom resource that owns a child object.
+    pub const OWNER_KIND: &str = "robofleet.io/owner-kind";
+    /// Name of the custom resource that owns a child object.
+    pub const OWNER: &str = "robofleet.io/owner";
+    /// Revision hash of the pod template a child runs.
+    pub const REVISION: &str = "robofleet.io/revision";
+    /// Standard zone label used to spread and group robots.
+    pub const ZONE: &str = "topology.kubernetes.io/zone";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_keys_are_valid_qualified_names() {
+        for key in [
+            labels::ROBOT,
+            labels::SIMULATED,
+            labels::ROS_DOMAIN_ID,
+            labels::STATE,
+            labels::ROBOT_WORKLOADS,
+            labels::OWNER_KIND,
+            labels::OWNER,
+            labels::REVISION,
+        ] {
+            let (prefix, name) = key.split_once('/').expect("prefixed");
+            assert_eq!(prefix, GROUP, "{key}");
+            assert!(!name.is_empty() && name.len() <= 63, "{key}");
+            assert!(
+                name.chars().all(|c| c.is_ascii_lowercase() || c == '-'),
+                "{key}"
+            );
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! robofleet's test ground: what every cluster test needs to talk to the local control plane.
+//!
+//! `tests/cluster/up.sh` starts a real control plane (etcd, kube-apiserver, kube-controller-manager,
+//! kube-scheduler) with kwok-simulated robot Nodes and writes `$ROBOFLEET_CLUSTER_STATE/kubeconfig`;
+//! `make test` runs the `#[ignore = "needs cluster"]` tests against it. [`TestCluster::connect`]
+//! finds that cluster (or, only when `ROBOFLEET_TEST_KUBECONFIG` is set, an existing cluster that
+//! carries the `kube-system/robofleet-test-ok` marker), [`TestNamespace`] gives each test its own
+//! namespace, and [`wait_until`] polls a condition with a deadline instead of sleeping.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use kube::api::{DeleteParams, ObjectMeta, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, Config};
+
+/// Name of the ConfigMap in `kube-system` that marks an existing cluster as safe to test on.
+pub const MARKER_CONFIGMAP: &str = "robofleet-test-ok";
+
+/// Why the harness could not give a test a cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum HarnessError {
+    /// No cluster was configured for the tests.
+    #[error(
+        "no test cluster: run the tests with `make test`, or start one with `make cluster-up` and \
+         export ROBOFLEET_CLUSTER_STATE (see docs/development.md)"
+    )]
+    NoCluster,
+    /// The kubeconfig could not be read or used.
+    #[error("kubeconfig {path}: {source}")]
+    Kubeconfig {
+        /// Path of the kubeconfig file.
+        path: PathBuf,
+        /// What went wrong.
+        #[source]
+        source: kube::config::KubeconfigError,
+    },
+    /// An existing cluster lacks the marker ConfigMap, so it is not ours to test on.
+    #[error(
+        "ROBOFLEET_TEST_KUBECONFIG points at a cluster without kube-system/{MARKER_CONFIGMAP}; \
+         refusing to run tests there"
+    )]
+    NotMarked,
+    /// A Kubernetes API call failed.
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    /// A condition did not hold before its deadline.
+    #[error("timed out after {0:?} waiting for {1}")]
+    Timeout(Duration, String),
+}
+
+/// A connection to the cluster the tests run against.
+#[derive(Clone)]
+pub struct TestCluster {
+    /// Client with admin rights on the test cluster.
+    pub client: Client,
+    /// True for the local kwok cluster started by `tests/cluster/up.sh`; false for an existing
+    /// cluster given through `ROBOFLEET_TEST_KUBECONFIG`.
+    pub kwok: bool,
+    /// State directory of the local cluster (PKI, logs, audit log), if it is the local one.
+    pub state_dir: Option<PathBuf>,
+}
+
+impl TestCluster {
+    /// Connects to the local test cluster, or to an explicitly named and marked existing one.
+    pub async fn connect() -> Result<Self, HarnessError> {
+        if let Some(path) = std::env::var_os("ROBOFLEET_TEST_KUBECONFIG").map(PathBuf::from) {
+            let client = client_from(&path).await?;
+            let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "kube-system");
+            if cms.get_opt(MARKER_CONFIGMAP).await?.is_none() {
+                return Err(HarnessError::NotMarked);
+            }
+            return Ok(Self { client, kwok: false, state_dir: None });
+        }
+        let state = std::env::var_os("ROBOFLEET_CLUSTER_STATE")
+            .map(PathBuf::from)
+            .ok_or(HarnessError::NoCluster)?;
+        let path = state.join("kubeconfig");
+        if !path.exists() {
+            return Err(HarnessError::NoCluster);
+        }
+        let client = client_from(&path).await?;
+        Ok(Self { client, kwok: true, state_dir: Some(state) })
+    }
+
+    /// For tests that need kwok (simulated nodes going offline, node IPs): returns false and
+    /// prints the reason when running on an existing cluster, so the test can return early.
+    pub fn require_kwok(&self, test: &str) -> bool {
+        if !self.kwok {
+            eprintln!("skipped {test}: needs the local kwok cluster, not an existing one");
+        }
+        self.kwok
+    }
+}
+
+async fn client_from(path: &PathBuf) -> Result<Client, HarnessError> {
+    let err = |source| HarnessError::Kubeconfig { path: path.clone(), source };
+    let kubeconfig = Kubeconfig::read_from(path).map_err(err)?;
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .map_err(err)?;
+    Ok(Client::try_from(config)?)
+}
+
+/// A namespace owned by one test; deleted (without waiting) when dropped.
+pub struct TestNamespace {
+    /// The namespace name.
+    pub name: String,
+    client: Client,
+}
+
+impl TestNamespace {
+    /// Creates a fresh namespace named `<prefix>-<random>` with the given labels, and waits until
+    /// its default ServiceAccount exists (pods are refused before that).
+    pub async fn create(
+        client: &Client,
+        prefix: &str,
+        labels: &[(&str, &str)],
+    ) -> Result<Self, HarnessError> {
+        let name = format!("{prefix}-{}", random_suffix());
+        let ns = Namespace {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                labels: Some(
+                    labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+                ),
+                ..ObjectMeta::default()
+            },
+            ..Namespace::default()
+        };
+        Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await?;
+        let sas: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+            Api::namespaced(client.clone(), &name);
+        wait_until(Duration::from_secs(60), "default ServiceAccount", || async {
+            Ok(sas.get_opt("default").await?.is_some())
+        })
+        .await?;
+        Ok(Self { name, client: client.clone() })
+    }
+}
+
+impl Drop for TestNamespace {
+    fn drop(&mut self) {
+        let api = Api::<Namespace>::all(self.client.clone());
+        let name = self.name.clone();
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                let _ = api.delete(&name, &DeleteParams::background()).await;
+            });
+        }
+    }
+}
+
+/// A short random lowercase suffix for object names (tests may run in parallel).
+pub fn random_suffix() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    format!("{:08x}", h.finish() as u32)
+}
+
+/// Polls `check` every 250 ms until it returns `Ok(true)` or `timeout` passes.
+pub async fn wait_until<F, Fut>(timeout: Duration, what: &str, mut check: F) -> Result<(), HarnessError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<bool, HarnessError>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if check().await? {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(HarnessError::Timeout(timeout, what.to_owned()));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suffixes_are_dns_safe_and_differ() {
+        let a = random_suffix();
+        let b = random_suffix();
+        assert_eq!(a.len(), 8);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert_ne!(a, b);
+    }
+
+    #[tokio::test]
+    async fn wait_until_times_out_with_the_condition_named() {
+        let err = wait_until(Duration::from_millis(300), "never", || async { Ok(false) })
+            .await
+            .expect_err("must time out");
+        assert!(err.to_string().contains("never"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn wait_until_returns_once_true() {
+        let mut n = 0;
+        wait_until(Duration::from_secs(5), "third poll", || {
+            n += 1;
+            let done = n >= 3;
+            async move { Ok(done) }
+        })
+        .await
+        .expect("becomes true");
+        assert_eq!(n, 3);
+    }
+}
