@@ -51,6 +51,11 @@ ETCD_PORT=$PB ETCD_PEER=$((PB + 1)) API_PORT=$((PB + 2)) KCM_PORT=$((PB + 3)) SC
 KWOK_PORT=$((PB + 5))
 echo "$PB" >"$STATE/port-base"
 # ClusterIPs are allocated, never routed (no kube-proxy): nothing may ever connect to them.
+# Node heartbeats: kwok renews each robot's Lease every lease/4 seconds and the node lifecycle
+# controller marks a robot NotReady after GRACE without renewal. Short for small fleets (offline tests
+# finish in seconds); longer for large ones so heartbeats alone do not swamp a 2-core machine.
+LEASE=${ROBOFLEET_NODE_LEASE_SECONDS:-$(( N > 500 ? N / 50 : 10 ))}
+GRACE=$(( LEASE * 2 ))
 SVC_CIDR=${ROBOFLEET_SVC_CIDR:-10.96.0.0/16}
 log "state $STATE, ports $PB..$((PB + 7)), $N robots"
 
@@ -174,7 +179,7 @@ start kube-controller-manager "$BIN/kube-controller-manager" \
   --authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics \
   --service-account-private-key-file="$PKI/sa.key" --root-ca-file="$PKI/ca.crt" \
   --use-service-account-credentials=false \
-  --node-monitor-period=2s --node-monitor-grace-period=20s \
+  --node-monitor-period=2s --node-monitor-grace-period=${GRACE}s \
   --kube-api-qps=200 --kube-api-burst=400 \
   --v=1
 start kube-scheduler "$BIN/kube-scheduler" \
@@ -194,7 +199,7 @@ wait_for kube-scheduler 90 curl -fsSk "https://127.0.0.1:$SCHED_PORT/healthz"
 log "starting kwok"
 start kwok "$BIN/kwok" --kubeconfig="$KUBECONFIG_FILE" --config="$STATE/kwok.yaml" \
   --manage-all-nodes=false --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
-  --cidr=127.250.0.0/16 --node-ip=127.0.0.1 --node-lease-duration-seconds=10 \
+  --cidr=127.250.0.0/16 --node-ip=127.0.0.1 --node-lease-duration-seconds=$LEASE \
   --server-address="127.0.0.1:$KWOK_PORT"
 
 # ---- 7. robot Nodes and one infra Node

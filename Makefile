@@ -1,0 +1,73 @@
+# robofleet: `make demo` and `make test` set everything up on a fresh machine.
+# Caches live outside the clone (~/.cache) so later runs and CI reuse them.
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+.DEFAULT_GOAL := help
+
+CACHE            ?= $(HOME)/.cache/robofleet
+export CARGO_TARGET_DIR ?= $(CACHE)/target
+VENV             ?= $(CACHE)/venv
+export ROBOFLEET_PYTHON ?= $(VENV)/bin/python
+export ROBOFLEET_CLUSTER_STATE ?= $(CURDIR)/target/cluster
+TOOLS            ?= $(CACHE)/tools
+# The ONNX Runtime shared library comes from the PyPI onnxruntime wheel in the venv.
+export ORT_DYLIB_PATH ?= $(firstword $(wildcard $(VENV)/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.*))
+CARGO            ?= cargo
+
+.PHONY: help test demo cluster-up cluster-down generate check-generated lint ci-cold k8s-bins venv build-tests
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+k8s-bins: ## build etcd, Kubernetes, kwok and helm from Go modules (cached in ~/.cache/robofleet-cluster)
+	@tests/cluster/build.sh >/dev/null
+
+venv: $(VENV)/.installed ## Python test tools (onnxruntime, cyclonedds, rosbags, ...) in ~/.cache/robofleet/venv
+
+$(VENV)/.installed: tests/requirements.txt
+	@test -x $(VENV)/bin/python || python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+	@touch $@
+
+build-tests: venv ## compile every test binary (debug) before the network is cut
+	$(CARGO) test --workspace --no-run --locked
+	$(CARGO) build --workspace --bins --locked
+
+test: k8s-bins build-tests ## all tests: unit, cluster, interop (starts and stops a local cluster in a loopback-only netns)
+	@ORT_DYLIB_PATH="$$(ls $(VENV)/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* 2>/dev/null | head -1)" \
+	  tests/run-in-netns.sh
+
+cluster-up: k8s-bins ## start the local control plane with simulated robots (ROBOFLEET_ROBOTS=3)
+	@tests/cluster/up.sh >/dev/null
+	@source $(ROBOFLEET_CLUSTER_STATE)/env && kubectl get nodes -L robofleet.io/robot,topology.kubernetes.io/zone,robofleet.io/ros-domain-id
+	@echo "use it with: source $(ROBOFLEET_CLUSTER_STATE)/env    stop it with: make cluster-down"
+
+cluster-down: ## stop the local control plane (by recorded PIDs) and delete its state
+	@tests/cluster/down.sh
+
+demo: cluster-up ## the main job on the embedded default (grows with the operator)
+	@source $(ROBOFLEET_CLUSTER_STATE)/env && kubectl get nodes -o wide
+	@echo "robofleet demo: the control plane and simulated robots above are up; the operator and a"
+	@echo "model rollout join this demo once they are built (see docs/development.md)."
+
+generate: ## regenerate committed generated files (CRD YAML, CRD reference)
+	@if [[ -f crds/src/bin/crdgen.rs ]]; then $(CARGO) run --quiet -p robofleet-crds --bin crdgen; fi
+
+check-generated: generate ## fail if generated files differ from what is committed
+	@git diff --exit-code -- deploy docs/reference || { echo "generated files are stale: run make generate" >&2; exit 1; }
+
+$(TOOLS)/bin/cargo-deny:
+	$(CARGO) install --locked --root $(TOOLS) cargo-deny
+
+lint: $(TOOLS)/bin/cargo-deny ## rustfmt, clippy -D warnings, dependency policy, shell syntax
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	$(TOOLS)/bin/cargo-deny check bans licenses sources
+	@for f in tests/cluster/*.sh tests/*.sh .ci/run; do bash -n "$$f"; done
+
+ci-cold: ## what CI does, with empty Go, cargo, pip and cluster caches (measures a cold run)
+	@COLD=$$(mktemp -d /tmp/robofleet-cold.XXXXXX); echo "cold caches in $$COLD"; \
+	  env GOMODCACHE=$$COLD/gomod GOCACHE=$$COLD/gocache CARGO_HOME=$$COLD/cargo \
+	    CACHE=$$COLD/robofleet ROBOFLEET_CLUSTER_CACHE=$$COLD/cluster CARGO_TARGET_DIR=$$COLD/robofleet/target \
+	    VENV=$$COLD/robofleet/venv ROBOFLEET_PYTHON=$$COLD/robofleet/venv/bin/python TOOLS=$$COLD/robofleet/tools \
+	    PIP_NO_CACHE_DIR=1 bash .ci/run; rc=$$?; rm -rf $$COLD; exit $$rc
