@@ -1,6 +1,9 @@
 //! ros2-bridge: robofleet's ROS 2 nodes in pure Rust (no ROS install on the robot image).
 //!
-//! Subcommands will be `detect` (camera topic to the inference sidecar and back as detections),
-//! `safety` (the LIDAR safety monitor publishing a stop lock) and `sensor-sim` (simulated sensors
-//! with scripted obstacles and faults). Nothing of this is built yet: the crate exists so the
-//! workspace layout, lints and CI cover it from the start.
+//! Data flow: DDS samples arrive on a dedicated ROS thread ([`ros`]) that owns the `ros2-client`
+//! node; they are decoded into the wire types of [`msg`] and handed over channels to pure logic —
+//! the safety monitor's zone geometry and state machine in [`safety`] — whose decisions travel
+//! back to the ROS thread to be published. Subcommands: `safety` (LIDAR safety monitor and stop
+//! lock) and `sensor-sim` (simulated sensors); `detect` (camera to the inference sidecar) follows.
+
+pub mod msg;
