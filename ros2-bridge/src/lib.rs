@@ -7,3 +7,4 @@
 //! lock) and `sensor-sim` (simulated sensors); `detect` (camera to the inference sidecar) follows.
 
 pub mod msg;
+pub mod safety;
