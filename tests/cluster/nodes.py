@@ -17,8 +17,11 @@ def node(name, labels, host_ip, pod_cidr):
         "kind": "Node",
         "metadata": {
             "name": name,
-            "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+            "annotations": {"node.alpha.kubernetes.io/ttl": "0"},
             "labels": {
+                # kwok simulates (heartbeats) exactly the nodes with this label; removing it takes
+                # the robot "offline" as a robot that lost its network would be.
+                "kwok.x-k8s.io/node": "fake",
                 "type": "kwok",
                 "kubernetes.io/hostname": name,
                 "kubernetes.io/os": "linux",

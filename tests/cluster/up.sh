@@ -193,12 +193,26 @@ wait_for kube-scheduler 90 curl -fsSk "https://127.0.0.1:$SCHED_PORT/healthz"
 
 # ---- 6. kwok with upstream's stages; manages only annotated nodes; pod IPs stay in 127/8
 {
-  printf 'kind: KwokConfiguration\napiVersion: config.kwok.x-k8s.io/v1alpha1\noptions: {}\n'
+  # kwok applies its built-in option defaults only when it has no config file, so spell them out.
+  cat <<KWOK
+kind: KwokConfiguration
+apiVersion: config.kwok.x-k8s.io/v1alpha1
+options:
+  podPlayStageParallelism: 8
+  nodePlayStageParallelism: 8
+  nodeLeaseParallelism: 8
+  podsOnNodeSyncParallelism: 2
+  enablePodsOnNodeSyncListPager: true
+  enablePodsOnNodeSyncStreamWatch: false
+  enableDebuggingHandlers: false
+  enableProfilingHandler: false
+  enableContentionProfiling: false
+KWOK
   for f in "$BIN"/kwok-stages/*.yaml; do echo '---'; cat "$f"; done
 } >"$STATE/kwok.yaml"
 log "starting kwok"
 start kwok "$BIN/kwok" --kubeconfig="$KUBECONFIG_FILE" --config="$STATE/kwok.yaml" \
-  --manage-all-nodes=false --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
+  --manage-all-nodes=false --manage-nodes-with-label-selector=kwok.x-k8s.io/node=fake \
   --cidr=127.250.0.0/16 --node-ip=127.0.0.1 --node-lease-duration-seconds=$LEASE \
   --server-address="127.0.0.1:$KWOK_PORT"
 
@@ -209,7 +223,7 @@ KC=("$BIN/kubectl" --kubeconfig="$KUBECONFIG_FILE")
 python3 "$HERE/nodes.py" --robots "$N" >"$STATE/nodes.yaml"
 log "creating $N robot nodes and 1 infra node"
 "${KC[@]}" apply --server-side --field-manager=robofleet-test-cluster -f "$STATE/nodes.yaml" >/dev/null
-wait_for kwok 300 "${KC[@]}" wait --for=condition=Ready node -l kwok.x-k8s.io/node=fake --all --timeout=10s
+wait_for kwok 300 "${KC[@]}" wait --for=condition=Ready node -l type=kwok --timeout=10s
 # Pods need the namespace's default ServiceAccount, which the controller manager creates.
 wait_for kube-controller-manager 60 "${KC[@]}" -n default get serviceaccount default
 

@@ -13,6 +13,9 @@ use kube::{Api, Resource, ResourceExt};
 use robofleet_crds::labels;
 use robofleet_tests::{TestCluster, TestNamespace, random_suffix, wait_until};
 
+/// kwok simulates exactly the nodes carrying this label (`tests/cluster/up.sh`).
+const KWOK_LABEL: &str = "kwok.x-k8s.io/node";
+
 fn node_ready(node: &Node) -> bool {
     node.status
         .as_ref()
@@ -193,15 +196,15 @@ async fn robot_taken_offline_turns_not_ready_and_gets_noexecute_taint() -> anyho
     if !cluster.require_kwok("robot_taken_offline") {
         return Ok(());
     }
-    // A robot of its own, so no other test sees a robot disappear under it.
-    let name = format!("robot-offline-{}", random_suffix());
+    // A node of its own, shaped like a robot but without the robot label, so no other test (and
+    // no operator under test) sees a robot disappear under it.
+    let name = format!("offline-{}", random_suffix());
     let nodes: Api<Node> = Api::all(cluster.client.clone());
     let node: Node = serde_json::from_value(serde_json::json!({
         "apiVersion": "v1", "kind": "Node",
         "metadata": {
             "name": name,
-            "annotations": {"kwok.x-k8s.io/node": "fake"},
-            "labels": {"type": "kwok", "kubernetes.io/hostname": name, labels::ROBOT: "true",
+            "labels": {KWOK_LABEL: "fake", "type": "kwok", "kubernetes.io/hostname": name,
                        labels::ZONE: "zone-test", labels::ROS_DOMAIN_ID: "42"},
         },
         "spec": {"podCIDR": "127.8.0.0/24", "podCIDRs": ["127.8.0.0/24"]},
@@ -215,8 +218,9 @@ async fn robot_taken_offline_turns_not_ready_and_gets_noexecute_taint() -> anyho
             Ok(nodes.get_opt(&name).await?.is_some_and(|n| node_ready(&n)))
         })
         .await?;
-        // Offline: kwok stops heartbeating nodes that lose its annotation, as a robot off Wi-Fi would.
-        let patch = serde_json::json!({"metadata": {"annotations": {"kwok.x-k8s.io/node": null}}});
+        // Offline: kwok stops renewing the Lease of a node that loses its label, as a robot off
+        // Wi-Fi stops its kubelet's heartbeats.
+        let patch = serde_json::json!({"metadata": {"labels": {KWOK_LABEL: null}}});
         nodes.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
         wait_until(Duration::from_secs(90), "robot NotReady with NoExecute taint", || async {
             let Some(n) = nodes.get_opt(&name).await? else { return Ok(false) };
