@@ -8,3 +8,5 @@
 
 pub mod msg;
 pub mod safety;
+pub mod metrics;
+pub mod ros;

@@ -7,7 +7,10 @@
 //! This is a software monitor, not certified safety equipment: it must sit beside a safety-rated
 //! scanner or PLC, and consumers must treat a silent lock as stop.
 
+pub mod cli;
 pub mod config;
 pub mod evaluate;
 pub mod geometry;
+pub mod metrics;
 pub mod monitor;
+pub mod node;

@@ -101,6 +101,9 @@ pub struct PolicyFile {
     /// Diagnostics output.
     #[serde(default)]
     pub diagnostics: DiagnosticsSpec,
+    /// The reset verb relayed by the operator: a new value releases a Latched stop (if clear).
+    #[serde(default)]
+    pub reset_nonce: Option<String>,
 }
 
 fn default_name() -> String {
@@ -406,6 +409,7 @@ impl QuickFlags {
                 speed_limit_topic: None,
             },
             diagnostics: DiagnosticsSpec::default(),
+            reset_nonce: None,
         }
     }
 }
