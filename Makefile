@@ -10,8 +10,6 @@ VENV             ?= $(CACHE)/venv
 export ROBOFLEET_PYTHON ?= $(VENV)/bin/python
 export ROBOFLEET_CLUSTER_STATE ?= $(CURDIR)/target/cluster
 TOOLS            ?= $(CACHE)/tools
-# The ONNX Runtime shared library comes from the PyPI onnxruntime wheel in the venv.
-export ORT_DYLIB_PATH ?= $(firstword $(wildcard $(VENV)/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.*))
 CARGO            ?= cargo
 
 .PHONY: help test demo cluster-up cluster-down generate check-generated lint ci-cold k8s-bins venv build-tests
@@ -33,6 +31,7 @@ build-tests: venv ## compile every test binary (debug) before the network is cut
 	$(CARGO) test --workspace --no-run --locked
 	$(CARGO) build --workspace --bins --locked
 
+# The ONNX Runtime shared library comes from the PyPI onnxruntime wheel in the venv.
 test: k8s-bins build-tests ## all tests: unit, cluster, interop (starts and stops a local cluster in a loopback-only netns)
 	@ORT_DYLIB_PATH="$$(ls $(VENV)/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* 2>/dev/null | head -1)" \
 	  tests/run-in-netns.sh
