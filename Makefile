@@ -28,8 +28,8 @@ $(VENV)/.installed: tests/requirements.txt
 	@touch $@
 
 build-tests: venv ## compile every test binary (debug) before the network is cut
-	$(CARGO) test --workspace --no-run --locked
-	$(CARGO) build --workspace --bins --locked
+	$(CARGO) test --workspace --no-run
+	$(CARGO) build --workspace --bins
 
 # The ONNX Runtime shared library comes from the PyPI onnxruntime wheel in the venv.
 test: k8s-bins build-tests ## all tests: unit, cluster, interop (starts and stops a local cluster in a loopback-only netns)
@@ -56,11 +56,11 @@ check-generated: generate ## fail if generated files differ from what is committ
 	@git diff --exit-code -- deploy docs/reference || { echo "generated files are stale: run make generate" >&2; exit 1; }
 
 $(TOOLS)/bin/cargo-deny:
-	$(CARGO) install --locked --root $(TOOLS) cargo-deny
+	$(CARGO) install --root $(TOOLS) cargo-deny
 
 lint: $(TOOLS)/bin/cargo-deny ## rustfmt, clippy -D warnings, dependency policy, shell syntax
 	$(CARGO) fmt --all --check
-	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(TOOLS)/bin/cargo-deny check bans licenses sources
 	@for f in tests/cluster/*.sh tests/*.sh .ci/run; do bash -n "$$f"; done
 

@@ -6,7 +6,7 @@
 //! back to the ROS thread to be published. Subcommands: `safety` (LIDAR safety monitor and stop
 //! lock) and `sensor-sim` (simulated sensors); `detect` (camera to the inference sidecar) follows.
 
-pub mod msg;
-pub mod safety;
 pub mod metrics;
+pub mod msg;
 pub mod ros;
+pub mod safety;

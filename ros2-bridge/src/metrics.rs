@@ -45,24 +45,41 @@ impl RosMetrics {
     pub fn register(registry: &mut Registry) -> RosMetrics {
         let m = RosMetrics::default();
         let r = registry.sub_registry_with_prefix("robofleet_ros");
-        r.register("topic_messages", "ROS messages by topic and direction", m.messages.clone());
+        r.register(
+            "topic_messages",
+            "ROS messages by topic and direction",
+            m.messages.clone(),
+        );
         r.register(
             "topic_last_message_age_seconds",
             "Seconds since the last message on the topic (monotonic)",
             m.last_message_age.clone(),
         );
-        r.register("malformed_messages", "Payloads that did not decode as the topic's type", m.malformed.clone());
+        r.register(
+            "malformed_messages",
+            "Payloads that did not decode as the topic's type",
+            m.malformed.clone(),
+        );
         m
     }
 
     /// Counts one message.
     pub fn message(&self, topic: &str, direction: &'static str) {
-        self.messages.get_or_create(&TopicDirection { topic: topic.into(), direction }).inc();
+        self.messages
+            .get_or_create(&TopicDirection {
+                topic: topic.into(),
+                direction,
+            })
+            .inc();
     }
 
     /// Counts one undecodable payload.
     pub fn malformed(&self, topic: &str) {
-        self.malformed.get_or_create(&TopicLabel { topic: topic.into() }).inc();
+        self.malformed
+            .get_or_create(&TopicLabel {
+                topic: topic.into(),
+            })
+            .inc();
     }
 }
 
@@ -85,10 +102,17 @@ async fn metrics(State(s): State<Arc<AppState>>) -> impl IntoResponse {
     match encode(&mut body, &s.registry) {
         Ok(()) => (
             StatusCode::OK,
-            [("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+            [(
+                "content-type",
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
             body,
         ),
-        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, [("content-type", "text/plain")], String::new()),
+        Err(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [("content-type", "text/plain")],
+            String::new(),
+        ),
     }
 }
 
@@ -111,13 +135,22 @@ pub async fn serve(
     let state = Arc::new(AppState { registry, health });
     let app = Router::new()
         .route("/metrics", get(metrics))
-        .route("/healthz", get(|State(s): State<Arc<AppState>>| async move { flag(&s.health.live) }))
-        .route("/readyz", get(|State(s): State<Arc<AppState>>| async move { flag(&s.health.ready) }))
+        .route(
+            "/healthz",
+            get(|State(s): State<Arc<AppState>>| async move { flag(&s.health.live) }),
+        )
+        .route(
+            "/readyz",
+            get(|State(s): State<Arc<AppState>>| async move { flag(&s.health.ready) }),
+        )
         .with_state(state);
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     let task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
             tracing::error!(error = %e, "metrics server failed");
         }
     });

@@ -70,7 +70,9 @@ impl RosOptions {
     pub fn from_env(domain_id: Option<u16>) -> RosOptions {
         let env = |k: &str| std::env::var(k).unwrap_or_default();
         RosOptions {
-            domain_id: domain_id.or_else(|| env("ROS_DOMAIN_ID").trim().parse().ok()).unwrap_or(0),
+            domain_id: domain_id
+                .or_else(|| env("ROS_DOMAIN_ID").trim().parse().ok())
+                .unwrap_or(0),
             localhost_only: env("ROS_LOCALHOST_ONLY") == "1"
                 || env("ROS_AUTOMATIC_DISCOVERY_RANGE").eq_ignore_ascii_case("LOCALHOST"),
         }
@@ -83,7 +85,9 @@ pub fn context(opts: &RosOptions) -> Result<Context, RosError> {
     if opts.localhost_only {
         builder = builder.with_only_networks([IpAddr::V4(Ipv4Addr::LOCALHOST)]);
     }
-    let dp = builder.build().map_err(|e| RosError::create("participant")(e.to_string()))?;
+    let dp = builder
+        .build()
+        .map_err(|e| RosError::create("participant")(e.to_string()))?;
     Context::from_domain_participant(dp).map_err(|e| RosError::create("context")(e.to_string()))
 }
 

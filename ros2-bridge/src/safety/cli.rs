@@ -54,7 +54,8 @@ pub struct SafetyArgs {
 }
 
 fn load(path: &PathBuf) -> anyhow::Result<(String, PolicyFile)> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let file = PolicyFile::parse(&text)?;
     Ok((text, file))
 }
@@ -145,7 +146,9 @@ pub async fn run(args: SafetyArgs) -> anyhow::Result<()> {
 
 async fn shutdown(
     tx: &mpsc::UnboundedSender<Control>,
-    ros_done: &mut std::pin::Pin<&mut tokio::task::JoinHandle<std::thread::Result<Result<(), crate::ros::RosError>>>>,
+    ros_done: &mut std::pin::Pin<
+        &mut tokio::task::JoinHandle<std::thread::Result<Result<(), crate::ros::RosError>>>,
+    >,
 ) -> anyhow::Result<()> {
     tracing::info!("signal received: publishing stop and leaving the ROS graph");
     let _ = tx.send(Control::Shutdown);

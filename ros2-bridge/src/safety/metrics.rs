@@ -75,8 +75,10 @@ pub struct SafetyMetrics {
 }
 
 /// Reaction buckets: sub-millisecond resolution where the target is.
-pub const REACTION_BUCKETS: [f64; 14] =
-    [0.00005, 0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0];
+pub const REACTION_BUCKETS: [f64; 14] = [
+    0.00005, 0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+    1.0,
+];
 
 impl SafetyMetrics {
     /// Registers under `robofleet_safety_`.
@@ -99,19 +101,47 @@ impl SafetyMetrics {
             "Nearest valid LIDAR point in the zone frame",
             m.min_obstacle_distance.clone(),
         );
-        r.register("stop_active", "1 while the stop lock says stop", m.stop_active.clone());
-        r.register("stop_consumers", "Matched subscribers of the stop lock", m.stop_consumers.clone());
-        r.register("scan_publishers", "Matched publishers on the scan topic", m.scan_publishers.clone());
+        r.register(
+            "stop_active",
+            "1 while the stop lock says stop",
+            m.stop_active.clone(),
+        );
+        r.register(
+            "stop_consumers",
+            "Matched subscribers of the stop lock",
+            m.stop_consumers.clone(),
+        );
+        r.register(
+            "scan_publishers",
+            "Matched publishers on the scan topic",
+            m.scan_publishers.clone(),
+        );
         r.register("alerts", "Zone activations", m.alerts.clone());
-        r.register("stops", "Transitions of the lock to stop, by reason", m.stops.clone());
-        r.register("invalid_ranges", "REP 117 invalid range readings", m.invalid_ranges.clone());
+        r.register(
+            "stops",
+            "Transitions of the lock to stop, by reason",
+            m.stops.clone(),
+        );
+        r.register(
+            "invalid_ranges",
+            "REP 117 invalid range readings",
+            m.invalid_ranges.clone(),
+        );
         r.register(
             "reaction_duration_seconds",
             "From scan receipt to publication of the resulting stop",
             m.reaction.clone(),
         );
-        r.register("scan_age_seconds", "Age of the last evaluated scan (monotonic)", m.scan_age.clone());
-        r.register("config_reloads", "Policy reloads from the mounted file", m.reloads.clone());
+        r.register(
+            "scan_age_seconds",
+            "Age of the last evaluated scan (monotonic)",
+            m.scan_age.clone(),
+        );
+        r.register(
+            "config_reloads",
+            "Policy reloads from the mounted file",
+            m.reloads.clone(),
+        );
         m
     }
 }

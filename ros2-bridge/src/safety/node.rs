@@ -5,7 +5,6 @@
 //! The evaluation runs on the ROS thread itself, not behind another channel hop: the reaction
 //! from scan receipt to stop publication is the number this component is judged by.
 
-use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -17,10 +16,14 @@ use tokio::sync::mpsc;
 
 use super::config::{Policy, ReleaseMode};
 use super::evaluate::{Evaluation, Evaluator, InvalidKind};
-use super::metrics::{AlertLabels, KindLabel, OutcomeLabel, PolicyLabel, ReasonLabels, SafetyMetrics};
+use super::metrics::{
+    AlertLabels, KindLabel, OutcomeLabel, PolicyLabel, ReasonLabels, SafetyMetrics,
+};
 use super::monitor::{Decision, Monitor, Reason};
 use crate::metrics::{Health, RosMetrics, TopicLabel};
-use crate::msg::{Bool, DiagnosticArray, DiagnosticStatus, Header, KeyValue, LaserScan, SpeedLimit, Time};
+use crate::msg::{
+    Bool, DiagnosticArray, DiagnosticStatus, Header, KeyValue, LaserScan, SpeedLimit, Time,
+};
 use crate::ros::{self, RosError, RosOptions};
 
 /// Messages from the tokio side to the ROS thread.
@@ -56,7 +59,10 @@ pub fn spawn(
     policy: Policy,
     opts: RosOptions,
     shared: Shared,
-) -> (mpsc::UnboundedSender<Control>, std::thread::JoinHandle<Result<(), RosError>>) {
+) -> (
+    mpsc::UnboundedSender<Control>,
+    std::thread::JoinHandle<Result<(), RosError>>,
+) {
     let (tx, rx) = mpsc::unbounded_channel();
     let handle = std::thread::Builder::new()
         .name("ros-safety".into())
@@ -72,7 +78,10 @@ pub fn spawn(
         Ok(h) => (tx, h),
         Err(e) => {
             let reason = e.to_string();
-            (tx, std::thread::spawn(move || Err(RosError::create("thread")(reason))))
+            (
+                tx,
+                std::thread::spawn(move || Err(RosError::create("thread")(reason))),
+            )
         }
     }
 }
@@ -88,15 +97,23 @@ struct Outputs {
 
 impl Outputs {
     fn label(&self) -> PolicyLabel {
-        PolicyLabel { policy: self.policy.name.clone() }
+        PolicyLabel {
+            policy: self.policy.name.clone(),
+        }
     }
 
     fn publish_lock(&self, stop: bool) {
         match self.lock.write(Bool { data: stop }, None) {
             Ok(()) => self.shared.ros.message(&self.policy.stop_topic, "out"),
-            Err(e) => tracing::error!(error = ?e, topic = %self.policy.stop_topic, "stop lock write failed"),
+            Err(e) => {
+                tracing::error!(error = ?e, topic = %self.policy.stop_topic, "stop lock write failed")
+            }
         }
-        self.shared.safety.stop_active.get_or_create(&self.label()).set(i64::from(stop));
+        self.shared
+            .safety
+            .stop_active
+            .get_or_create(&self.label())
+            .set(i64::from(stop));
     }
 
     /// Acts on a decision; `scan_at` is the receipt time of the scan that caused it.
@@ -105,12 +122,18 @@ impl Outputs {
             self.publish_lock(d.stop);
             if d.stop {
                 if let Some(t) = scan_at {
-                    self.shared.safety.reaction.observe(t.elapsed().as_secs_f64());
+                    self.shared
+                        .safety
+                        .reaction
+                        .observe(t.elapsed().as_secs_f64());
                 }
                 self.shared
                     .safety
                     .stops
-                    .get_or_create(&ReasonLabels { policy: self.policy.name.clone(), reason: d.reason.as_str() })
+                    .get_or_create(&ReasonLabels {
+                        policy: self.policy.name.clone(),
+                        reason: d.reason.as_str(),
+                    })
                     .inc();
                 tracing::warn!(reason = d.reason.as_str(), "stop");
             } else {
@@ -119,7 +142,10 @@ impl Outputs {
         }
         if let (Some(limit), Some(p)) = (d.speed_limit_changed, &self.speed_limit) {
             let msg = SpeedLimit {
-                header: Header { stamp: Time::now(), frame_id: "base_link".into() },
+                header: Header {
+                    stamp: Time::now(),
+                    frame_id: "base_link".into(),
+                },
                 percentage: true,
                 speed_limit: limit,
             };
@@ -150,29 +176,58 @@ impl Outputs {
         for kind in InvalidKind::ALL {
             let n = eval.invalid[kind as usize];
             if n > 0 {
-                self.shared.safety.invalid_ranges.get_or_create(&KindLabel { kind: kind.as_str() }).inc_by(n);
+                self.shared
+                    .safety
+                    .invalid_ranges
+                    .get_or_create(&KindLabel {
+                        kind: kind.as_str(),
+                    })
+                    .inc_by(n);
             }
         }
         if let Some(d) = eval.min_obstacle_distance {
-            self.shared.safety.min_obstacle_distance.get_or_create(&self.label()).set(d);
+            self.shared
+                .safety
+                .min_obstacle_distance
+                .get_or_create(&self.label())
+                .set(d);
         }
     }
 
-    fn diagnostics(&self, monitor: &Monitor, d: &Decision, consumers: usize, publishers: usize, now: Instant) {
+    fn diagnostics(
+        &self,
+        monitor: &Monitor,
+        d: &Decision,
+        consumers: usize,
+        publishers: usize,
+        now: Instant,
+    ) {
         let Some(p) = &self.diagnostics else { return };
-        let age = monitor.evaluation_age(now).map_or("none".into(), |a| format!("{:.3}", a.as_secs_f64()));
+        let age = monitor
+            .evaluation_age(now)
+            .map_or("none".into(), |a| format!("{:.3}", a.as_secs_f64()));
         let level = match (d.stop, consumers) {
             (true, _) => DiagnosticStatus::ERROR,
             (false, 0) => DiagnosticStatus::WARN,
             (false, _) => DiagnosticStatus::OK,
         };
-        let kv = |k: &str, v: String| KeyValue { key: k.into(), value: v };
+        let kv = |k: &str, v: String| KeyValue {
+            key: k.into(),
+            value: v,
+        };
         let msg = DiagnosticArray {
-            header: Header { stamp: Time::now(), frame_id: String::new() },
+            header: Header {
+                stamp: Time::now(),
+                frame_id: String::new(),
+            },
             status: vec![DiagnosticStatus {
                 level,
                 name: format!("robofleet_safety: {}", self.policy.name),
-                message: if d.stop { format!("stop: {}", d.reason.as_str()) } else { "clear".into() },
+                message: if d.stop {
+                    format!("stop: {}", d.reason.as_str())
+                } else {
+                    "clear".into()
+                },
                 hardware_id: self.policy.scan_topic.clone(),
                 values: vec![
                     kv("stop", d.stop.to_string()),
@@ -191,7 +246,12 @@ impl Outputs {
 }
 
 fn topics(p: &Policy) -> (&str, &str, Option<&str>, Option<&str>) {
-    (&p.scan_topic, &p.stop_topic, p.speed_limit_topic.as_deref(), p.diagnostics_topic.as_deref())
+    (
+        &p.scan_topic,
+        &p.stop_topic,
+        p.speed_limit_topic.as_deref(),
+        p.diagnostics_topic.as_deref(),
+    )
 }
 
 async fn run(
@@ -202,38 +262,59 @@ async fn run(
 ) -> Result<(), RosError> {
     let ctx = ros::context(&opts)?;
     let mut node = ros::node(&ctx, "robofleet_safety")?;
-    let spinner = node.spinner().map_err(|e| RosError::create("spinner")(format!("{e:?}")))?;
+    let spinner = node
+        .spinner()
+        .map_err(|e| RosError::create("spinner")(format!("{e:?}")))?;
     let spin = tokio::task::spawn_local(async move {
         if let Err(e) = spinner.spin().await {
             tracing::error!(error = ?e, "ROS spinner stopped");
         }
     });
-    let mk = |what: &'static str| move |e: ros2_client::ros2::CreateError| RosError::create(what)(e.to_string());
+    let mk = |what: &'static str| {
+        move |e: ros2_client::ros2::CreateError| RosError::create(what)(e.to_string())
+    };
 
     let scan_topic = node
-        .create_topic(&ros::topic_name(&policy.scan_topic)?, ros::type_name::<LaserScan>(), &ros::qos_sensor())
+        .create_topic(
+            &ros::topic_name(&policy.scan_topic)?,
+            ros::type_name::<LaserScan>(),
+            &ros::qos_sensor(),
+        )
         .map_err(mk("scan topic"))?;
-    let scan_sub =
-        node.create_subscription::<LaserScan>(&scan_topic, Some(ros::qos_sensor())).map_err(mk("scan reader"))?;
+    let scan_sub = node
+        .create_subscription::<LaserScan>(&scan_topic, Some(ros::qos_sensor()))
+        .map_err(mk("scan reader"))?;
     let lock_topic = node
-        .create_topic(&ros::topic_name(&policy.stop_topic)?, ros::type_name::<Bool>(), &ros::qos_latched())
+        .create_topic(
+            &ros::topic_name(&policy.stop_topic)?,
+            ros::type_name::<Bool>(),
+            &ros::qos_latched(),
+        )
         .map_err(mk("stop topic"))?;
     let lock = ctx
         .domain_participant()
         .create_publisher(&ros::qos_latched_dds())
-        .and_then(|p| p.create_datawriter_no_key_cdr::<Bool>(&lock_topic, Some(ros::qos_latched_dds())))
+        .and_then(|p| {
+            p.create_datawriter_no_key_cdr::<Bool>(&lock_topic, Some(ros::qos_latched_dds()))
+        })
         .map_err(|e| RosError::create("stop lock writer")(e.to_string()))?;
     let reliable_publisher = |topic: &Option<String>, ty| -> Result<_, RosError> {
         topic
             .as_deref()
             .map(|t| {
-                let topic = node.create_topic(&ros::topic_name(t)?, ty, &ros::qos_reliable(1)).map_err(mk("topic"))?;
+                let topic = node
+                    .create_topic(&ros::topic_name(t)?, ty, &ros::qos_reliable(1))
+                    .map_err(mk("topic"))?;
                 Ok(topic)
             })
             .transpose()
     };
-    let speed_topic = reliable_publisher(&policy.speed_limit_topic, ros::type_name::<SpeedLimit>())?;
-    let diag_topic = reliable_publisher(&policy.diagnostics_topic, ros::type_name::<DiagnosticArray>())?;
+    let speed_topic =
+        reliable_publisher(&policy.speed_limit_topic, ros::type_name::<SpeedLimit>())?;
+    let diag_topic = reliable_publisher(
+        &policy.diagnostics_topic,
+        ros::type_name::<DiagnosticArray>(),
+    )?;
     let speed_limit = speed_topic
         .map(|t| node.create_publisher::<SpeedLimit>(&t, Some(ros::qos_reliable(1))))
         .transpose()
@@ -243,7 +324,14 @@ async fn run(
         .transpose()
         .map_err(mk("diagnostics writer"))?;
 
-    let mut out = Outputs { node, lock, speed_limit, diagnostics, policy: policy.clone(), shared: shared.clone() };
+    let mut out = Outputs {
+        node,
+        lock,
+        speed_limit,
+        diagnostics,
+        policy: policy.clone(),
+        shared: shared.clone(),
+    };
     let mut evaluator = Evaluator::new(policy.clone());
     let mut monitor = Monitor::new(&policy);
     out.publish_lock(true);
@@ -252,11 +340,15 @@ async fn run(
 
     let mut next_beat = Instant::now() + policy.heartbeat;
     let mut next_diag = Instant::now();
-    let scan_label = TopicLabel { topic: policy.scan_topic.clone() };
+    let scan_label = TopicLabel {
+        topic: policy.scan_topic.clone(),
+    };
     let mut last_scan: Option<Instant> = None;
-    let mut scans = pin!(scan_sub.async_stream());
+    let mut scans = Box::pin(scan_sub.async_stream());
     loop {
-        let wake = monitor.next_deadline().map_or(next_beat, |d| d.min(next_beat));
+        let wake = monitor
+            .next_deadline()
+            .map_or(next_beat, |d| d.min(next_beat));
         tokio::select! {
             biased;
             ctrl = rx.recv() => match ctrl {
