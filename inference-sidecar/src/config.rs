@@ -1,0 +1,343 @@
+//! Command line and environment configuration of `inference-sidecar serve`, validated into one
+//! [`ServeConfig`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::ort_backend::ExecutionProvider;
+use crate::store::{ModelRef, StoreError};
+
+/// Configuration errors.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A model reference is malformed.
+    #[error(transparent)]
+    Model(#[from] StoreError),
+    /// A duration does not parse.
+    #[error("--{flag}: {message}")]
+    Duration {
+        /// the flag
+        flag: &'static str,
+        /// what is wrong
+        message: String,
+    },
+    /// A value out of range.
+    #[error("--{0} must be at least 1")]
+    Zero(&'static str),
+    /// Batching asked for a model that has a fixed batch dimension.
+    #[error(
+        "--max-batch-size {0} needs a model whose first dimension is dynamic on every input and output"
+    )]
+    BatchingRefused(usize),
+}
+
+impl ConfigError {
+    /// A short stable name for logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Model(_) => "model",
+            Self::Duration { .. } => "duration",
+            Self::Zero(_) => "range",
+            Self::BatchingRefused(_) => "batching",
+        }
+    }
+}
+
+/// `inference-sidecar serve`: serve one ONNX model over the Open Inference Protocol v2.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// The model to serve, as URI@sha256 (file:// or http://).
+    #[arg(long, env = "ROBOFLEET_MODEL")]
+    pub model: String,
+    /// The model served when --model fails to fetch, verify, load or warm up (URI@sha256).
+    #[arg(long, env = "ROBOFLEET_FALLBACK_MODEL")]
+    pub fallback_model: Option<String>,
+    /// Name under which the model is served (/v2/models/<name>) and labelled in metrics.
+    #[arg(long, env = "ROBOFLEET_MODEL_NAME", default_value = "model")]
+    pub model_name: String,
+    /// Free version label of --model (metrics label `model_version`).
+    #[arg(long, env = "ROBOFLEET_MODEL_VERSION", default_value = "1")]
+    pub model_version: String,
+    /// Version label of --fallback-model.
+    #[arg(
+        long,
+        env = "ROBOFLEET_FALLBACK_MODEL_VERSION",
+        default_value = "fallback"
+    )]
+    pub fallback_model_version: String,
+    /// Address of the inference API (127.0.0.1 by default: robot pods share the host network).
+    #[arg(long, env = "ROBOFLEET_LISTEN", default_value = "127.0.0.1:8000")]
+    pub listen: SocketAddr,
+    /// Address of /metrics and the health endpoints.
+    #[arg(long, env = "ROBOFLEET_ADMIN_LISTEN", default_value = "0.0.0.0:8002")]
+    pub admin_listen: SocketAddr,
+    /// Path of libonnxruntime.so.* (from the PyPI onnxruntime wheel).
+    #[arg(long, env = "ORT_DYLIB_PATH")]
+    pub ort_library: Option<PathBuf>,
+    /// Execution providers in order of preference (tensorrt, cuda, cpu); each is tried with
+    /// error-on-failure and a fallback is reported.
+    #[arg(
+        long,
+        env = "ROBOFLEET_EXECUTION_PROVIDERS",
+        value_delimiter = ',',
+        default_value = "cpu"
+    )]
+    pub execution_providers: Vec<ExecutionProvider>,
+    /// Intra-op threads per inference thread; 0 = the CPUs available (the pod's CPU limit) divided
+    /// by --max-concurrency.
+    #[arg(long, env = "ROBOFLEET_INTRA_OP_THREADS", default_value_t = 0)]
+    pub intra_op_threads: usize,
+    /// Inference threads, each with its own session (maxConcurrency).
+    #[arg(long, env = "ROBOFLEET_MAX_CONCURRENCY", default_value_t = 1)]
+    pub max_concurrency: usize,
+    /// Requests that may wait for an inference thread; more are refused with 429 (maxQueue).
+    #[arg(long, env = "ROBOFLEET_MAX_QUEUE", default_value_t = 64)]
+    pub max_queue: usize,
+    /// Requests merged into one model run (1 = no batching; needs a dynamic batch dimension).
+    #[arg(long, env = "ROBOFLEET_MAX_BATCH_SIZE", default_value_t = 1)]
+    pub max_batch_size: usize,
+    /// How long an inference thread waits to fill a batch, e.g. 2ms.
+    #[arg(long, env = "ROBOFLEET_MAX_QUEUE_DELAY", default_value = "0s")]
+    pub max_queue_delay: String,
+    /// Deadline of a request from acceptance (a client's smaller `timeout` parameter wins), e.g. 5s.
+    #[arg(long, env = "ROBOFLEET_REQUEST_TIMEOUT", default_value = "5s")]
+    pub request_timeout: String,
+    /// Largest request body accepted, in bytes (maxRequestBytes).
+    #[arg(long, env = "ROBOFLEET_MAX_REQUEST_BYTES", default_value_t = 64 << 20)]
+    pub max_request_bytes: usize,
+    /// Warm-up runs per inference thread before the server reports ready.
+    #[arg(long, env = "ROBOFLEET_WARMUP_RUNS", default_value_t = 1)]
+    pub warmup_runs: usize,
+    /// Node-local model cache directory (modelCache.hostPath).
+    #[arg(
+        long,
+        env = "ROBOFLEET_MODEL_CACHE",
+        default_value = "/var/cache/robofleet/models"
+    )]
+    pub model_cache: PathBuf,
+    /// Largest total size of the model cache, in bytes (modelCache.maxBytes).
+    #[arg(long, env = "ROBOFLEET_MODEL_CACHE_MAX_BYTES", default_value_t = 4 << 30)]
+    pub model_cache_max_bytes: u64,
+    /// Models kept in the cache (modelCache.keep).
+    #[arg(long, env = "ROBOFLEET_MODEL_CACHE_KEEP", default_value_t = 2)]
+    pub model_cache_keep: usize,
+    /// Time limit of one model download, e.g. 10m.
+    #[arg(long, env = "ROBOFLEET_DOWNLOAD_TIMEOUT", default_value = "10m")]
+    pub download_timeout: String,
+    /// How long SIGTERM waits for in-flight requests before exiting anyway, e.g. 25s.
+    #[arg(long, env = "ROBOFLEET_DRAIN_TIMEOUT", default_value = "25s")]
+    pub drain_timeout: String,
+    /// Write the bound addresses as JSON to this file once listening (for tests and tooling).
+    #[arg(long, env = "ROBOFLEET_ADDRESS_FILE")]
+    pub address_file: Option<PathBuf>,
+}
+
+/// Validated configuration of `serve`.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// model to serve
+    pub model: ModelRef,
+    /// model to fall back to
+    pub fallback_model: Option<ModelRef>,
+    /// served name
+    pub model_name: String,
+    /// version label of `model`
+    pub model_version: String,
+    /// version label of `fallback_model`
+    pub fallback_model_version: String,
+    /// inference API address
+    pub listen: SocketAddr,
+    /// metrics and health address
+    pub admin_listen: SocketAddr,
+    /// libonnxruntime path
+    pub ort_library: Option<PathBuf>,
+    /// execution providers in order
+    pub execution_providers: Vec<ExecutionProvider>,
+    /// intra-op threads per session (resolved, at least 1)
+    pub intra_op_threads: usize,
+    /// inference threads
+    pub max_concurrency: usize,
+    /// queue bound
+    pub max_queue: usize,
+    /// batch bound
+    pub max_batch_size: usize,
+    /// batch fill wait
+    pub max_queue_delay: Duration,
+    /// request deadline
+    pub request_timeout: Duration,
+    /// body limit
+    pub max_request_bytes: usize,
+    /// warm-up runs per thread
+    pub warmup_runs: usize,
+    /// cache directory
+    pub model_cache: PathBuf,
+    /// cache size bound
+    pub model_cache_max_bytes: u64,
+    /// cache entries kept
+    pub model_cache_keep: usize,
+    /// download limit
+    pub download_timeout: Duration,
+    /// drain limit
+    pub drain_timeout: Duration,
+    /// address file
+    pub address_file: Option<PathBuf>,
+}
+
+/// Parses a Go-style duration (`300ms`, `1.5s`, `2m`, `1h30m`, `0s`); the same syntax the CRDs use.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    if s.is_empty() {
+        return Err("empty duration".into());
+    }
+    let mut total = 0f64;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(|| format!("{s:?}: missing unit (ns, us, ms, s, m, h)"))?;
+        let (num, tail) = rest.split_at(num_len);
+        let value: f64 = num
+            .parse()
+            .map_err(|_| format!("{s:?}: bad number {num:?}"))?;
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(tail.len());
+        let (unit, tail) = tail.split_at(unit_len);
+        let scale = match unit {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(format!("{s:?}: unknown unit {unit:?}")),
+        };
+        total += value * scale;
+        rest = tail;
+    }
+    Duration::try_from_secs_f64(total).map_err(|e| format!("{s:?}: {e}"))
+}
+
+fn duration(flag: &'static str, s: &str) -> Result<Duration, ConfigError> {
+    parse_duration(s).map_err(|message| ConfigError::Duration { flag, message })
+}
+
+impl ServeArgs {
+    /// Validates the arguments; `cpus` is the number of CPUs available to the process.
+    pub fn validate(self, cpus: usize) -> Result<ServeConfig, ConfigError> {
+        for (flag, v) in [
+            ("max-concurrency", self.max_concurrency),
+            ("max-queue", self.max_queue),
+            ("max-batch-size", self.max_batch_size),
+            ("max-request-bytes", self.max_request_bytes),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::Zero(flag));
+            }
+        }
+        if self.execution_providers.is_empty() {
+            return Err(ConfigError::Zero("execution-providers"));
+        }
+        let intra_op_threads = if self.intra_op_threads == 0 {
+            (cpus / self.max_concurrency).max(1)
+        } else {
+            self.intra_op_threads
+        };
+        Ok(ServeConfig {
+            model: self.model.parse()?,
+            fallback_model: self.fallback_model.as_deref().map(str::parse).transpose()?,
+            model_name: self.model_name,
+            model_version: self.model_version,
+            fallback_model_version: self.fallback_model_version,
+            listen: self.listen,
+            admin_listen: self.admin_listen,
+            ort_library: self.ort_library,
+            execution_providers: self.execution_providers,
+            intra_op_threads,
+            max_concurrency: self.max_concurrency,
+            max_queue: self.max_queue,
+            max_batch_size: self.max_batch_size,
+            max_queue_delay: duration("max-queue-delay", &self.max_queue_delay)?,
+            request_timeout: duration("request-timeout", &self.request_timeout)?,
+            max_request_bytes: self.max_request_bytes,
+            warmup_runs: self.warmup_runs,
+            model_cache: self.model_cache,
+            model_cache_max_bytes: self.model_cache_max_bytes,
+            model_cache_keep: self.model_cache_keep,
+            download_timeout: duration("download-timeout", &self.download_timeout)?,
+            drain_timeout: duration("drain-timeout", &self.drain_timeout)?,
+            address_file: self.address_file,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    const D: &str = "8ed79c1eb2ea0ff09adabc2bf35499aed4ebcecbfcffeebd670c068588de00ed";
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("300ms"), Ok(Duration::from_millis(300)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert!(parse_duration("10").is_err());
+        assert!(parse_duration("5d").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn defaults_and_validation() {
+        let cli = Cli::try_parse_from(["x", "--model", &format!("file:///m.onnx@{D}")]).unwrap();
+        let c = cli.serve.validate(4).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8000");
+        assert_eq!(c.max_request_bytes, 64 << 20);
+        assert_eq!(c.intra_op_threads, 4);
+        assert_eq!(c.execution_providers, vec![ExecutionProvider::Cpu]);
+        assert_eq!(c.request_timeout, Duration::from_secs(5));
+
+        let cli = Cli::try_parse_from([
+            "x",
+            "--model",
+            &format!("file:///m.onnx@{D}"),
+            "--execution-providers",
+            "cuda,cpu",
+            "--max-concurrency",
+            "3",
+        ])
+        .unwrap();
+        let c = cli.serve.validate(4).unwrap();
+        assert_eq!(
+            c.execution_providers,
+            vec![ExecutionProvider::Cuda, ExecutionProvider::Cpu]
+        );
+        assert_eq!(c.intra_op_threads, 1);
+
+        let cli = Cli::try_parse_from(["x", "--model", "file:///m.onnx"]).unwrap();
+        assert_eq!(cli.serve.validate(1).unwrap_err().kind(), "model");
+        let cli = Cli::try_parse_from([
+            "x",
+            "--model",
+            &format!("file:///m.onnx@{D}"),
+            "--max-queue",
+            "0",
+        ])
+        .unwrap();
+        assert_eq!(cli.serve.validate(1).unwrap_err().kind(), "range");
+    }
+}

@@ -1,0 +1,61 @@
+//! `inference-sidecar`: parse the command line, set up logging, run the subcommand.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use inference_sidecar::{app, config::ServeArgs};
+
+/// robofleet's inference sidecar: ONNX Runtime behind the Open Inference Protocol v2.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve one ONNX model over HTTP (Open Inference Protocol v2).
+    Serve(ServeArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Serve(args) => {
+            let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+            let cfg = match args.validate(cpus) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(kind = e.kind(), "invalid configuration: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!("cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(app::serve(cfg)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(kind = e.kind(), "{e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,431 @@
+//! Open Inference Protocol v2 (KServe v2, as Triton speaks it) request and response bodies,
+//! including the binary tensor data extension: a JSON header of `Inference-Header-Content-Length`
+//! bytes followed by the raw little-endian tensors in input (or output) order. Pure.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::tensor::{DataType, Tensor, TensorError};
+
+/// HTTP header that carries the length of the JSON part of a binary request or response.
+pub const HEADER_CONTENT_LENGTH: &str = "inference-header-content-length";
+
+/// Errors in an inference request body. All are the client's fault (HTTP 400).
+#[derive(Debug, thiserror::Error)]
+pub enum ProtocolError {
+    /// The body (or its JSON part) is not valid JSON of the expected form.
+    #[error("request is not a valid inference request: {0}")]
+    Json(#[from] serde_json::Error),
+    /// The body is empty.
+    #[error("request body is empty")]
+    Empty,
+    /// `Inference-Header-Content-Length` is not a number or larger than the body.
+    #[error("Inference-Header-Content-Length {0:?} is invalid for a body of {1} bytes")]
+    HeaderLength(String, usize),
+    /// An input names its binary size but the body ends before.
+    #[error("input {name:?}: binary_data_size {size} runs past the end of the body")]
+    BinaryOverrun {
+        /// the input
+        name: String,
+        /// the size it declared
+        size: usize,
+    },
+    /// Bytes left after the last binary input.
+    #[error("{0} bytes of binary data follow the last input")]
+    BinaryTrailing(usize),
+    /// Binary data sent without the header that delimits it.
+    #[error(
+        "input {0:?} has binary_data_size but the request has no Inference-Header-Content-Length"
+    )]
+    BinaryWithoutHeader(String),
+    /// An input has neither `data` nor `binary_data_size`.
+    #[error("input {0:?} has no data")]
+    NoData(String),
+    /// An input appears twice.
+    #[error("input {0:?} appears more than once")]
+    DuplicateInput(String),
+    /// A parameter has the wrong type.
+    #[error("parameter {0:?} has the wrong type")]
+    BadParameter(&'static str),
+    /// A tensor could not be decoded.
+    #[error("input {name:?}: {source}")]
+    Tensor {
+        /// the input
+        name: String,
+        /// what was wrong
+        source: TensorError,
+    },
+}
+
+impl ProtocolError {
+    /// A short stable name for logs and metric labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Json(_) => "bad_json",
+            Self::Empty => "empty_body",
+            Self::HeaderLength(..)
+            | Self::BinaryOverrun { .. }
+            | Self::BinaryTrailing(_)
+            | Self::BinaryWithoutHeader(_) => "binary_length",
+            Self::NoData(_) | Self::DuplicateInput(_) | Self::BadParameter(_) => "bad_request",
+            Self::Tensor { source, .. } => source.kind(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct RequestHeader {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    parameters: Option<Map<String, Value>>,
+    inputs: Vec<InputHeader>,
+    #[serde(default)]
+    outputs: Option<Vec<OutputHeader>>,
+}
+
+#[derive(Deserialize)]
+struct InputHeader {
+    name: String,
+    shape: Vec<i64>,
+    datatype: String,
+    #[serde(default)]
+    parameters: Option<Map<String, Value>>,
+    #[serde(default)]
+    data: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct OutputHeader {
+    name: String,
+    #[serde(default)]
+    parameters: Option<Map<String, Value>>,
+}
+
+/// An output the client asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestedOutput {
+    /// output name
+    pub name: String,
+    /// return it as binary data
+    pub binary: bool,
+}
+
+/// A decoded inference request.
+#[derive(Debug)]
+pub struct InferRequest {
+    /// the client's request id, echoed back
+    pub id: Option<String>,
+    /// the inputs, in request order
+    pub inputs: Vec<Tensor>,
+    /// the outputs asked for; `None` means all, in model order
+    pub outputs: Option<Vec<RequestedOutput>>,
+    /// `binary_data_output`: outputs not listed explicitly come back as binary
+    pub binary_output_default: bool,
+    /// `timeout` parameter (microseconds in Triton's convention), if the client set one
+    pub timeout: Option<Duration>,
+}
+
+fn bool_param(
+    params: Option<&Map<String, Value>>,
+    key: &'static str,
+) -> Result<bool, ProtocolError> {
+    match params.and_then(|p| p.get(key)) {
+        None => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(ProtocolError::BadParameter(key)),
+    }
+}
+
+/// Decodes a request body. `header_length` is the value of `Inference-Header-Content-Length`,
+/// if the request had one.
+pub fn parse_infer_request(
+    body: &[u8],
+    header_length: Option<&str>,
+) -> Result<InferRequest, ProtocolError> {
+    if body.is_empty() {
+        return Err(ProtocolError::Empty);
+    }
+    let (json, mut binary) = match header_length {
+        None => (body, None),
+        Some(raw) => {
+            let n: usize = raw.trim().parse().map_err(|_| {
+                ProtocolError::HeaderLength(raw.chars().take(20).collect(), body.len())
+            })?;
+            if n > body.len() || n == 0 {
+                return Err(ProtocolError::HeaderLength(n.to_string(), body.len()));
+            }
+            let (j, b) = body.split_at(n);
+            (j, Some(b))
+        }
+    };
+    let header: RequestHeader = serde_json::from_slice(json)?;
+    let mut inputs = Vec::with_capacity(header.inputs.len());
+    for input in header.inputs {
+        if inputs.iter().any(|t: &Tensor| t.name == input.name) {
+            return Err(ProtocolError::DuplicateInput(input.name));
+        }
+        let tensor_err = |name: &str| {
+            let name = name.to_owned();
+            move |source| ProtocolError::Tensor { name, source }
+        };
+        let datatype = DataType::parse(&input.datatype).map_err(tensor_err(&input.name))?;
+        let size = match input
+            .parameters
+            .as_ref()
+            .and_then(|p| p.get("binary_data_size"))
+        {
+            None => None,
+            Some(v) => Some(
+                v.as_u64()
+                    .and_then(|s| usize::try_from(s).ok())
+                    .ok_or(ProtocolError::BadParameter("binary_data_size"))?,
+            ),
+        };
+        let tensor = match (size, &input.data) {
+            (Some(size), _) => {
+                let rest = binary
+                    .as_mut()
+                    .ok_or_else(|| ProtocolError::BinaryWithoutHeader(input.name.clone()))?;
+                if size > rest.len() {
+                    return Err(ProtocolError::BinaryOverrun {
+                        name: input.name,
+                        size,
+                    });
+                }
+                let (bytes, tail) = rest.split_at(size);
+                *rest = tail;
+                Tensor::from_le_bytes(input.name.clone(), datatype, input.shape, bytes)
+                    .map_err(tensor_err(&input.name))?
+            }
+            (None, Some(data)) => {
+                Tensor::from_json(input.name.clone(), datatype, input.shape, data)
+                    .map_err(tensor_err(&input.name))?
+            }
+            (None, None) => return Err(ProtocolError::NoData(input.name)),
+        };
+        inputs.push(tensor);
+    }
+    if let Some(rest) = binary
+        && !rest.is_empty()
+    {
+        return Err(ProtocolError::BinaryTrailing(rest.len()));
+    }
+    let params = header.parameters.as_ref();
+    let binary_output_default = bool_param(params, "binary_data_output")?;
+    let timeout = match params.and_then(|p| p.get("timeout")) {
+        None => None,
+        Some(v) => Some(Duration::from_micros(
+            v.as_u64().ok_or(ProtocolError::BadParameter("timeout"))?,
+        )),
+    };
+    let outputs = match header.outputs {
+        None => None,
+        Some(list) => {
+            let mut out = Vec::with_capacity(list.len());
+            for o in list {
+                let binary = match o.parameters.as_ref().and_then(|p| p.get("binary_data")) {
+                    None => binary_output_default,
+                    Some(Value::Bool(b)) => *b,
+                    Some(_) => return Err(ProtocolError::BadParameter("binary_data")),
+                };
+                out.push(RequestedOutput {
+                    name: o.name,
+                    binary,
+                });
+            }
+            Some(out)
+        }
+    };
+    Ok(InferRequest {
+        id: header.id,
+        inputs,
+        outputs,
+        binary_output_default,
+        timeout,
+    })
+}
+
+#[derive(Serialize)]
+struct ResponseHeader<'a> {
+    model_name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    model_version: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    outputs: Vec<OutputEntry<'a>>,
+}
+
+#[derive(Serialize)]
+struct OutputEntry<'a> {
+    name: &'a str,
+    datatype: &'static str,
+    shape: &'a [i64],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parameters: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<Value>,
+}
+
+/// An encoded response body.
+#[derive(Debug)]
+pub struct EncodedResponse {
+    /// the body
+    pub body: Vec<u8>,
+    /// length of the JSON part when binary data follows (goes into `Inference-Header-Content-Length`)
+    pub header_length: Option<usize>,
+}
+
+/// Encodes the outputs; each `(tensor, binary)` pair says whether that output goes as binary data.
+pub fn encode_infer_response(
+    model_name: &str,
+    model_version: Option<&str>,
+    id: Option<&str>,
+    outputs: &[(Tensor, bool)],
+) -> Result<EncodedResponse, serde_json::Error> {
+    let mut binary = Vec::new();
+    let mut entries = Vec::with_capacity(outputs.len());
+    for (tensor, as_binary) in outputs {
+        let (parameters, data) = if *as_binary {
+            let before = binary.len();
+            tensor.data.write_le_bytes(&mut binary);
+            let size = binary.len() - before;
+            (Some(serde_json::json!({ "binary_data_size": size })), None)
+        } else {
+            (None, Some(tensor.data.to_json()))
+        };
+        entries.push(OutputEntry {
+            name: &tensor.name,
+            datatype: tensor.datatype().as_str(),
+            shape: &tensor.shape,
+            parameters,
+            data,
+        });
+    }
+    let header = ResponseHeader {
+        model_name,
+        model_version,
+        id,
+        outputs: entries,
+    };
+    let mut body = serde_json::to_vec(&header)?;
+    let any_binary = outputs.iter().any(|(_, b)| *b);
+    let header_length = any_binary.then_some(body.len());
+    body.extend_from_slice(&binary);
+    Ok(EncodedResponse {
+        body,
+        header_length,
+    })
+}
+
+/// The JSON error body every failure carries.
+pub fn error_body(message: &str) -> Value {
+    serde_json::json!({ "error": message })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tensor::TensorData;
+
+    #[test]
+    fn json_request() {
+        let body =
+            br#"{"id":"7","inputs":[{"name":"a","shape":[1,2],"datatype":"INT32","data":[1,2]}],
+            "outputs":[{"name":"o","parameters":{"binary_data":true}},{"name":"p"}]}"#;
+        let r = parse_infer_request(body, None).unwrap();
+        assert_eq!(r.id.as_deref(), Some("7"));
+        assert_eq!(r.inputs[0].data, TensorData::Int32(vec![1, 2]));
+        let outs = r.outputs.unwrap();
+        assert!(outs[0].binary);
+        assert!(!outs[1].binary);
+        assert_eq!(r.timeout, None);
+    }
+
+    fn binary_request(extra: &[u8]) -> (Vec<u8>, String) {
+        let header = br#"{"inputs":[{"name":"a","shape":[2],"datatype":"FP32","parameters":{"binary_data_size":8}},
+            {"name":"b","shape":[1],"datatype":"INT64","data":[5]}],"parameters":{"binary_data_output":true,"timeout":2000}}"#;
+        let mut body = header.to_vec();
+        body.extend_from_slice(&1.5f32.to_le_bytes());
+        body.extend_from_slice(&(-2f32).to_le_bytes());
+        body.extend_from_slice(extra);
+        (body, header.len().to_string())
+    }
+
+    #[test]
+    fn binary_request_mixed_with_json() {
+        let (body, len) = binary_request(&[]);
+        let r = parse_infer_request(&body, Some(&len)).unwrap();
+        assert_eq!(r.inputs[0].data, TensorData::Fp32(vec![1.5, -2.0]));
+        assert_eq!(r.inputs[1].data, TensorData::Int64(vec![5]));
+        assert!(r.binary_output_default);
+        assert_eq!(r.timeout, Some(Duration::from_millis(2)));
+    }
+
+    #[test]
+    fn binary_length_errors() {
+        let (body, len) = binary_request(&[0, 0]);
+        let e = parse_infer_request(&body, Some(&len)).unwrap_err();
+        assert!(matches!(e, ProtocolError::BinaryTrailing(2)), "{e}");
+        let (body, len) = binary_request(&[]);
+        let e = parse_infer_request(&body[..body.len() - 1], Some(&len)).unwrap_err();
+        assert!(
+            matches!(e, ProtocolError::BinaryOverrun { size: 8, .. }),
+            "{e}"
+        );
+        let e = parse_infer_request(&body, Some("99999")).unwrap_err();
+        assert_eq!(e.kind(), "binary_length");
+        let e = parse_infer_request(&body, Some("abc")).unwrap_err();
+        assert_eq!(e.kind(), "binary_length");
+        let e = parse_infer_request(&body, None).unwrap_err();
+        assert_eq!(e.kind(), "bad_json");
+    }
+
+    #[test]
+    fn garbage_and_empty() {
+        assert_eq!(
+            parse_infer_request(b"", None).unwrap_err().kind(),
+            "empty_body"
+        );
+        assert_eq!(
+            parse_infer_request(b"\x00\xff{", None).unwrap_err().kind(),
+            "bad_json"
+        );
+        assert_eq!(
+            parse_infer_request(b"{}", None).unwrap_err().kind(),
+            "bad_json"
+        );
+        let e = parse_infer_request(
+            br#"{"inputs":[{"name":"a","shape":[1],"datatype":"FP32"}]}"#,
+            None,
+        )
+        .unwrap_err();
+        assert!(matches!(e, ProtocolError::NoData(_)));
+        let e = parse_infer_request(
+            br#"{"inputs":[{"name":"a","shape":[1],"datatype":"FP32","data":[1]},{"name":"a","shape":[1],"datatype":"FP32","data":[1]}]}"#,
+            None,
+        )
+        .unwrap_err();
+        assert!(matches!(e, ProtocolError::DuplicateInput(_)));
+    }
+
+    #[test]
+    fn response_json_and_binary() {
+        let t = Tensor::new("o".into(), vec![2], TensorData::Fp32(vec![1.0, 2.0])).unwrap();
+        let r = encode_infer_response("m", Some("1"), Some("x"), &[(t.clone(), false)]).unwrap();
+        assert_eq!(r.header_length, None);
+        let v: Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(v["outputs"][0]["data"], serde_json::json!([1.0, 2.0]));
+        assert_eq!(v["model_version"], "1");
+        assert_eq!(v["id"], "x");
+
+        let r = encode_infer_response("m", None, None, &[(t, true)]).unwrap();
+        let n = r.header_length.unwrap();
+        let v: Value = serde_json::from_slice(&r.body[..n]).unwrap();
+        assert_eq!(v["outputs"][0]["parameters"]["binary_data_size"], 8);
+        assert!(v["outputs"][0].get("data").is_none());
+        assert_eq!(&r.body[n..n + 4], &1.0f32.to_le_bytes());
+    }
+}

@@ -1,0 +1,560 @@
+//! The bounded queue between the HTTP handlers and the inference threads. A full queue refuses at
+//! once (HTTP 429); a request whose deadline passed while it waited is dropped at dequeue and
+//! answered `timeout`; with batching on, a thread takes up to `max_batch` compatible requests
+//! (same input shapes past the first dimension), waiting at most `max_queue_delay` for more.
+//! Closing the queue lets the threads finish what is queued, then stop.
+
+use std::collections::VecDeque;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use crate::backend::{Backend, BackendError};
+use crate::metrics::Metrics;
+use crate::tensor::Tensor;
+
+/// Why a job got no outputs.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// Its deadline passed before it ran.
+    #[error("the request's deadline passed while it waited in the queue")]
+    Timeout,
+    /// The model failed.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    /// The inference thread panicked (a bug; the thread carries on).
+    #[error("the inference thread failed unexpectedly")]
+    Panic,
+}
+
+impl JobError {
+    /// A short stable name for logs and metric labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Timeout => "timeout",
+            Self::Backend(e) => e.kind(),
+            Self::Panic => "panic",
+        }
+    }
+}
+
+/// Why a job was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    /// The queue holds `max_queue` jobs.
+    #[error("the inference queue is full")]
+    Full,
+    /// The server is draining.
+    #[error("the server is shutting down")]
+    Closed,
+}
+
+impl SubmitError {
+    /// A short stable name for logs and metric labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Full => "queue_full",
+            Self::Closed => "closed",
+        }
+    }
+}
+
+/// What a job's submitter receives.
+pub type JobResult = Result<Vec<Tensor>, JobError>;
+
+/// One request's inputs (checked, in model order) and where to send its outputs.
+pub struct Job {
+    /// inputs in model order
+    pub inputs: Vec<Tensor>,
+    /// when the request was accepted
+    pub accepted: Instant,
+    /// after this, the job is not run
+    pub deadline: Instant,
+    /// the answer goes here
+    pub reply: oneshot::Sender<JobResult>,
+}
+
+/// Queue and batching limits.
+#[derive(Debug, Clone, Copy)]
+pub struct SchedulerConfig {
+    /// jobs waiting at most
+    pub max_queue: usize,
+    /// jobs per model run (1 = no batching)
+    pub max_batch: usize,
+    /// how long a thread waits to fill a batch
+    pub max_queue_delay: Duration,
+}
+
+struct State {
+    jobs: VecDeque<Job>,
+    closed: bool,
+}
+
+struct Queue {
+    state: Mutex<State>,
+    ready: Condvar,
+    config: SchedulerConfig,
+    metrics: Arc<Metrics>,
+}
+
+impl Queue {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn depth_changed(&self, st: &State) {
+        self.metrics
+            .queue_depth
+            .set(i64::try_from(st.jobs.len()).unwrap_or(i64::MAX));
+    }
+
+    /// Blocks until jobs are available; `None` once closed and empty.
+    fn next_batch(&self) -> Option<Vec<Job>> {
+        let mut st = self.lock();
+        let first = loop {
+            if let Some(job) = st.jobs.pop_front() {
+                break job;
+            }
+            if st.closed {
+                return None;
+            }
+            st = self.ready.wait(st).unwrap_or_else(PoisonError::into_inner);
+        };
+        let mut batch = vec![first];
+        if self.config.max_batch > 1 {
+            let until = Instant::now() + self.config.max_queue_delay;
+            loop {
+                while batch.len() < self.config.max_batch
+                    && st
+                        .jobs
+                        .front()
+                        .is_some_and(|j| compatible(&batch[0].inputs, &j.inputs))
+                {
+                    if let Some(j) = st.jobs.pop_front() {
+                        batch.push(j);
+                    }
+                }
+                let now = Instant::now();
+                let blocked = st
+                    .jobs
+                    .front()
+                    .is_some_and(|j| !compatible(&batch[0].inputs, &j.inputs));
+                if batch.len() >= self.config.max_batch || st.closed || blocked || now >= until {
+                    break;
+                }
+                st = self
+                    .ready
+                    .wait_timeout(st, until - now)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
+            }
+        }
+        self.depth_changed(&st);
+        Some(batch)
+    }
+}
+
+/// Whether two requests can share a model run: same inputs with the same shape past dimension 0.
+fn compatible(a: &[Tensor], b: &[Tensor]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(x, y)| {
+            x.name == y.name
+                && x.datatype() == y.datatype()
+                && x.shape.len() == y.shape.len()
+                && x.shape.get(1..) == y.shape.get(1..)
+        })
+}
+
+/// The queue and its inference threads.
+pub struct Scheduler {
+    queue: Arc<Queue>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Scheduler {
+    /// Starts one inference thread per backend.
+    pub fn start(
+        backends: Vec<Box<dyn Backend>>,
+        config: SchedulerConfig,
+        metrics: Arc<Metrics>,
+    ) -> std::io::Result<Self> {
+        let queue = Arc::new(Queue {
+            state: Mutex::new(State {
+                jobs: VecDeque::with_capacity(config.max_queue),
+                closed: false,
+            }),
+            ready: Condvar::new(),
+            config,
+            metrics,
+        });
+        let mut threads = Vec::with_capacity(backends.len());
+        for (i, backend) in backends.into_iter().enumerate() {
+            let q = queue.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("inference-{i}"))
+                    .spawn(move || worker(&q, backend))?,
+            );
+        }
+        Ok(Self {
+            queue,
+            threads: Mutex::new(threads),
+        })
+    }
+
+    /// Queues a job, or refuses at once.
+    pub fn submit(&self, job: Job) -> Result<(), SubmitError> {
+        let mut st = self.queue.lock();
+        if st.closed {
+            return Err(SubmitError::Closed);
+        }
+        if st.jobs.len() >= self.queue.config.max_queue {
+            return Err(SubmitError::Full);
+        }
+        st.jobs.push_back(job);
+        self.queue.depth_changed(&st);
+        drop(st);
+        self.queue.ready.notify_one();
+        Ok(())
+    }
+
+    /// Refuses new jobs; the threads finish the queued ones and stop.
+    pub fn close(&self) {
+        self.queue.lock().closed = true;
+        self.queue.ready.notify_all();
+    }
+
+    /// Closes the queue and waits for every inference thread to finish (blocking).
+    pub fn join(&self) {
+        self.close();
+        let threads =
+            std::mem::take(&mut *self.threads.lock().unwrap_or_else(PoisonError::into_inner));
+        for t in threads {
+            if t.join().is_err() {
+                tracing::error!("an inference thread panicked");
+            }
+        }
+    }
+}
+
+fn worker(queue: &Queue, mut backend: Box<dyn Backend>) {
+    let metrics = queue.metrics.clone();
+    while let Some(batch) = queue.next_batch() {
+        let now = Instant::now();
+        let (live, expired): (Vec<Job>, Vec<Job>) =
+            batch.into_iter().partition(|j| j.deadline > now);
+        for job in expired {
+            metrics
+                .queue_duration
+                .observe(now.duration_since(job.accepted).as_secs_f64());
+            let _ = job.reply.send(Err(JobError::Timeout));
+        }
+        if live.is_empty() {
+            continue;
+        }
+        for job in &live {
+            metrics
+                .queue_duration
+                .observe(now.duration_since(job.accepted).as_secs_f64());
+        }
+        metrics.batch_size.observe(live.len() as f64);
+        run(&mut *backend, live, &metrics);
+    }
+}
+
+fn run(backend: &mut dyn Backend, mut jobs: Vec<Job>, metrics: &Metrics) {
+    let started = Instant::now();
+    if jobs.len() == 1 {
+        let job = jobs.remove(0);
+        let result = guarded(backend, job.inputs);
+        metrics
+            .compute_duration
+            .observe(started.elapsed().as_secs_f64());
+        let _ = job.reply.send(result);
+        return;
+    }
+    let sizes: Vec<usize> = jobs
+        .iter()
+        .map(|j| {
+            j.inputs
+                .first()
+                .map_or(0, |t| usize::try_from(t.shape[0]).unwrap_or(0))
+        })
+        .collect();
+    let mut replies = Vec::with_capacity(jobs.len());
+    let mut merged: Vec<Tensor> = Vec::new();
+    for job in jobs {
+        if merged.is_empty() {
+            merged = job.inputs;
+        } else {
+            for (m, t) in merged.iter_mut().zip(job.inputs) {
+                m.shape[0] += t.shape[0];
+                m.data.extend_from(&t.data);
+            }
+        }
+        replies.push(job.reply);
+    }
+    let result = guarded(backend, merged);
+    metrics
+        .compute_duration
+        .observe(started.elapsed().as_secs_f64());
+    match result.and_then(|outputs| split(outputs, &sizes)) {
+        Ok(parts) => {
+            for (reply, part) in replies.into_iter().zip(parts) {
+                let _ = reply.send(Ok(part));
+            }
+        }
+        Err(e) => {
+            let msg = e.to_string();
+            for reply in replies {
+                let _ = reply.send(Err(JobError::Backend(BackendError::Run(msg.clone()))));
+            }
+        }
+    }
+}
+
+fn guarded(backend: &mut dyn Backend, inputs: Vec<Tensor>) -> JobResult {
+    match std::panic::catch_unwind(AssertUnwindSafe(|| backend.infer(inputs))) {
+        Ok(r) => r.map_err(JobError::from),
+        Err(_) => Err(JobError::Panic),
+    }
+}
+
+/// Splits batched outputs along dimension 0 into one set per request.
+fn split(outputs: Vec<Tensor>, sizes: &[usize]) -> Result<Vec<Vec<Tensor>>, JobError> {
+    let total: usize = sizes.iter().sum();
+    let mut parts: Vec<Vec<Tensor>> = sizes
+        .iter()
+        .map(|_| Vec::with_capacity(outputs.len()))
+        .collect();
+    for out in outputs {
+        let rows = out.shape.first().and_then(|&d| usize::try_from(d).ok());
+        if rows != Some(total) {
+            return Err(JobError::Backend(BackendError::Output {
+                name: out.name,
+                reason: format!(
+                    "batched output has shape {:?}, expected {total} rows",
+                    out.shape
+                ),
+            }));
+        }
+        let row = out.data.len().checked_div(total).unwrap_or(0);
+        let mut start = 0;
+        for (part, &n) in parts.iter_mut().zip(sizes) {
+            let data = out
+                .data
+                .slice(start * row..(start + n) * row)
+                .ok_or_else(|| {
+                    JobError::Backend(BackendError::Output {
+                        name: out.name.clone(),
+                        reason: "batched output is shorter than its shape".into(),
+                    })
+                })?;
+            let mut shape = out.shape.clone();
+            shape[0] = i64::try_from(n).unwrap_or(i64::MAX);
+            part.push(Tensor {
+                name: out.name.clone(),
+                shape,
+                data,
+            });
+            start += n;
+        }
+    }
+    Ok(parts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tensor::TensorData;
+
+    /// Doubles every FP32 input; blocks on `gate` first if one is given.
+    struct Doubler {
+        gate: Option<Arc<(Mutex<bool>, Condvar)>>,
+        runs: Arc<Mutex<Vec<usize>>>,
+    }
+
+    impl Backend for Doubler {
+        fn infer(&mut self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, BackendError> {
+            if let Some(g) = &self.gate {
+                let mut open = g.0.lock().unwrap();
+                while !*open {
+                    open = g.1.wait(open).unwrap();
+                }
+            }
+            self.runs.lock().unwrap().push(inputs[0].shape[0] as usize);
+            let t = &inputs[0];
+            match &t.data {
+                TensorData::Fp32(v) if v.first() == Some(&-1.0) => panic!("test panic"),
+                TensorData::Fp32(v) => Ok(vec![Tensor {
+                    name: "y".into(),
+                    shape: t.shape.clone(),
+                    data: TensorData::Fp32(v.iter().map(|x| x * 2.0).collect()),
+                }]),
+                _ => Err(BackendError::Run("not fp32".into())),
+            }
+        }
+    }
+
+    fn job(rows: usize, value: f32, deadline: Duration) -> (Job, oneshot::Receiver<JobResult>) {
+        let (tx, rx) = oneshot::channel();
+        let now = Instant::now();
+        let input = Tensor::new(
+            "x".into(),
+            vec![rows as i64, 2],
+            TensorData::Fp32(vec![value; rows * 2]),
+        )
+        .unwrap();
+        (
+            Job {
+                inputs: vec![input],
+                accepted: now,
+                deadline: now + deadline,
+                reply: tx,
+            },
+            rx,
+        )
+    }
+
+    fn config(max_queue: usize, max_batch: usize) -> SchedulerConfig {
+        SchedulerConfig {
+            max_queue,
+            max_batch,
+            max_queue_delay: Duration::from_millis(0),
+        }
+    }
+
+    #[test]
+    fn full_queue_refuses_and_closed_queue_drains() {
+        let gate = Arc::new((Mutex::new(false), Condvar::new()));
+        let runs = Arc::new(Mutex::new(Vec::new()));
+        let metrics = Metrics::new();
+        let s = Scheduler::start(
+            vec![Box::new(Doubler {
+                gate: Some(gate.clone()),
+                runs: runs.clone(),
+            })],
+            config(2, 1),
+            metrics.clone(),
+        )
+        .unwrap();
+        let hour = Duration::from_secs(3600);
+        let (j1, r1) = job(1, 1.0, hour);
+        s.submit(j1).unwrap();
+        // wait until the thread holds j1 (blocked at the gate), so the queue has room for exactly 2
+        while !s.queue.lock().jobs.is_empty() {
+            std::thread::yield_now();
+        }
+        let (j2, r2) = job(1, 2.0, hour);
+        let (j3, r3) = job(1, 3.0, hour);
+        s.submit(j2).unwrap();
+        s.submit(j3).unwrap();
+        assert_eq!(metrics.queue_depth.get(), 2);
+        let (j4, _r4) = job(1, 4.0, hour);
+        assert_eq!(s.submit(j4).unwrap_err(), SubmitError::Full);
+        s.close();
+        let (j5, _r5) = job(1, 5.0, hour);
+        assert_eq!(s.submit(j5).unwrap_err(), SubmitError::Closed);
+        *gate.0.lock().unwrap() = true;
+        gate.1.notify_all();
+        s.join();
+        for (rx, v) in [(r1, 2.0), (r2, 4.0), (r3, 6.0)] {
+            let out = rx.blocking_recv().unwrap().unwrap();
+            assert_eq!(out[0].data, TensorData::Fp32(vec![v, v]));
+        }
+        assert_eq!(metrics.queue_depth.get(), 0);
+    }
+
+    #[test]
+    fn expired_jobs_are_not_run() {
+        let runs = Arc::new(Mutex::new(Vec::new()));
+        let s = Scheduler::start(
+            vec![Box::new(Doubler {
+                gate: None,
+                runs: runs.clone(),
+            })],
+            config(4, 1),
+            Metrics::new(),
+        )
+        .unwrap();
+        let (j, rx) = job(1, 1.0, Duration::ZERO);
+        s.submit(j).unwrap();
+        assert!(matches!(
+            rx.blocking_recv().unwrap(),
+            Err(JobError::Timeout)
+        ));
+        s.join();
+        assert!(runs.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn batches_compatible_jobs_and_splits_outputs() {
+        let gate = Arc::new((Mutex::new(false), Condvar::new()));
+        let runs = Arc::new(Mutex::new(Vec::new()));
+        let s = Scheduler::start(
+            vec![Box::new(Doubler {
+                gate: Some(gate.clone()),
+                runs: runs.clone(),
+            })],
+            config(8, 4),
+            Metrics::new(),
+        )
+        .unwrap();
+        let hour = Duration::from_secs(3600);
+        // the first job is taken alone while the gate is shut; the next three queue up behind it
+        let (j0, r0) = job(1, 0.5, hour);
+        s.submit(j0).unwrap();
+        while !s.queue.lock().jobs.is_empty() {
+            std::thread::yield_now();
+        }
+        let mut rxs = Vec::new();
+        for (rows, v) in [(1, 1.0), (2, 2.0), (1, 3.0)] {
+            let (j, rx) = job(rows, v, hour);
+            s.submit(j).unwrap();
+            rxs.push((rx, rows, v));
+        }
+        *gate.0.lock().unwrap() = true;
+        gate.1.notify_all();
+        assert_eq!(r0.blocking_recv().unwrap().unwrap()[0].shape, vec![1, 2]);
+        for (rx, rows, v) in rxs {
+            let out = rx.blocking_recv().unwrap().unwrap();
+            assert_eq!(out[0].shape, vec![rows as i64, 2]);
+            assert_eq!(out[0].data, TensorData::Fp32(vec![v * 2.0; rows * 2]));
+        }
+        s.join();
+        assert_eq!(*runs.lock().unwrap(), vec![1, 4]);
+    }
+
+    #[test]
+    fn a_panicking_backend_answers_with_an_error_and_keeps_serving() {
+        let s = Scheduler::start(
+            vec![Box::new(Doubler {
+                gate: None,
+                runs: Arc::new(Mutex::new(Vec::new())),
+            })],
+            config(4, 1),
+            Metrics::new(),
+        )
+        .unwrap();
+        let hour = Duration::from_secs(3600);
+        let (j, rx) = job(1, -1.0, hour);
+        s.submit(j).unwrap();
+        assert!(matches!(rx.blocking_recv().unwrap(), Err(JobError::Panic)));
+        let (j, rx) = job(1, 1.0, hour);
+        s.submit(j).unwrap();
+        assert!(rx.blocking_recv().unwrap().is_ok());
+        s.join();
+    }
+
+    #[test]
+    fn incompatible_shapes_are_not_batched() {
+        let a = job(1, 1.0, Duration::ZERO).0.inputs;
+        let mut b = job(1, 1.0, Duration::ZERO).0.inputs;
+        assert!(compatible(&a, &b));
+        b[0].shape = vec![2, 1];
+        assert!(!compatible(&a, &b));
+    }
+}

@@ -1,0 +1,468 @@
+//! HTTP: the Open Inference Protocol v2 routes (inference API, 127.0.0.1 by default) and the
+//! admin routes (`/metrics`, health) on their own address. Every infer request ends in exactly one
+//! outcome, counted once; errors are JSON `{"error": ...}`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+use crate::backend::TensorSpec;
+use crate::metrics::{Metrics, ModelLabels, Outcome};
+use crate::model::ServedModel;
+use crate::protocol::{self, HEADER_CONTENT_LENGTH};
+use crate::scheduler::{Job, JobError, Scheduler, SubmitError};
+use crate::tensor::Tensor;
+
+/// A model in service and its inference threads.
+pub struct Serving {
+    /// the model
+    pub model: ServedModel,
+    /// its queue and threads
+    pub scheduler: Scheduler,
+}
+
+/// Shared state of both routers.
+pub struct AppState {
+    /// metrics
+    pub metrics: Arc<Metrics>,
+    /// set once the model is loaded and warm
+    pub serving: OnceLock<Serving>,
+    /// set on SIGTERM: readiness false, new requests refused
+    pub draining: AtomicBool,
+    /// labels used before a model is in service
+    pub configured: ModelLabels,
+    /// body limit
+    pub max_request_bytes: usize,
+    /// request deadline
+    pub request_timeout: Duration,
+}
+
+impl AppState {
+    fn ready(&self) -> bool {
+        self.serving.get().is_some() && !self.draining.load(Ordering::SeqCst)
+    }
+}
+
+/// The inference API router.
+pub fn api_router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/v2", get(server_metadata))
+        .route("/v2/health/live", get(live))
+        .route("/v2/health/ready", get(ready))
+        .route("/v2/models/{name}", get(model_metadata))
+        .route(
+            "/v2/models/{name}/versions/{version}",
+            get(model_metadata_v),
+        )
+        .route("/v2/models/{name}/ready", get(model_ready))
+        .route(
+            "/v2/models/{name}/versions/{version}/ready",
+            get(model_ready_v),
+        )
+        .route("/v2/models/{name}/infer", post(infer))
+        .route("/v2/models/{name}/versions/{version}/infer", post(infer_v))
+        // the body limit is enforced (and counted) by the infer handler itself
+        .layer(DefaultBodyLimit::disable())
+        .with_state(state)
+}
+
+/// The admin router: metrics and health.
+pub fn admin_router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/v2/health/live", get(live))
+        .route("/v2/health/ready", get(ready))
+        .with_state(state)
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    (status, axum::Json(protocol::error_body(message))).into_response()
+}
+
+async fn live() -> StatusCode {
+    StatusCode::OK
+}
+
+async fn ready(State(st): State<Arc<AppState>>) -> StatusCode {
+    if st.ready() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    }
+}
+
+async fn metrics(State(st): State<Arc<AppState>>) -> Response {
+    match st.metrics.encode() {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "metrics encoding failed"),
+    }
+}
+
+async fn server_metadata() -> axum::Json<Value> {
+    axum::Json(json!({
+        "name": "inference-sidecar",
+        "version": env!("CARGO_PKG_VERSION"),
+        "extensions": ["binary_tensor_data"],
+    }))
+}
+
+fn specs(list: &[TensorSpec]) -> Value {
+    Value::from(
+        list.iter()
+            .map(|s| json!({"name": s.name, "datatype": s.datatype.as_str(), "shape": s.shape}))
+            .collect::<Vec<_>>(),
+    )
+}
+
+/// The served model if `name` (and `version`, if given) match it.
+fn lookup<'a>(
+    st: &'a AppState,
+    name: &str,
+    version: Option<&str>,
+) -> Result<&'a Serving, (StatusCode, String)> {
+    let serving = st.serving.get();
+    let labels = serving.map_or(&st.configured, |s| &s.model.labels);
+    if name != labels.model {
+        return Err((StatusCode::NOT_FOUND, format!("unknown model {name:?}")));
+    }
+    if let Some(v) = version
+        && v != labels.model_version
+    {
+        return Err((
+            StatusCode::NOT_FOUND,
+            format!("unknown version {v:?} of model {name:?}"),
+        ));
+    }
+    serving.ok_or((
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("model {name:?} is not ready"),
+    ))
+}
+
+async fn model_metadata(State(st): State<Arc<AppState>>, Path(name): Path<String>) -> Response {
+    metadata(&st, &name, None)
+}
+
+async fn model_metadata_v(
+    State(st): State<Arc<AppState>>,
+    Path((name, version)): Path<(String, String)>,
+) -> Response {
+    metadata(&st, &name, Some(&version))
+}
+
+fn metadata(st: &AppState, name: &str, version: Option<&str>) -> Response {
+    match lookup(st, name, version) {
+        Ok(s) => {
+            let m = &s.model;
+            axum::Json(json!({
+                "name": m.labels.model,
+                "versions": [m.labels.model_version],
+                "platform": "onnxruntime_onnx",
+                "inputs": specs(&m.signature.inputs),
+                "outputs": specs(&m.signature.outputs),
+                "parameters": {
+                    "sha256": m.sha256,
+                    "execution_provider": m.provider.as_str(),
+                    "fallback": m.fallback,
+                    "fallback_reason": m.fallback_reason,
+                },
+            }))
+            .into_response()
+        }
+        Err((status, msg)) => error(status, &msg),
+    }
+}
+
+async fn model_ready(State(st): State<Arc<AppState>>, Path(name): Path<String>) -> StatusCode {
+    ready_of(&st, &name, None)
+}
+
+async fn model_ready_v(
+    State(st): State<Arc<AppState>>,
+    Path((name, version)): Path<(String, String)>,
+) -> StatusCode {
+    ready_of(&st, &name, Some(&version))
+}
+
+fn ready_of(st: &AppState, name: &str, version: Option<&str>) -> StatusCode {
+    match lookup(st, name, version) {
+        Ok(_) if st.ready() => StatusCode::OK,
+        Ok(_) => StatusCode::SERVICE_UNAVAILABLE,
+        Err((status, _)) => status,
+    }
+}
+
+/// A failed request: status, outcome and message.
+struct Failure(StatusCode, Outcome, String);
+
+impl Failure {
+    fn invalid(status: StatusCode, message: impl std::fmt::Display) -> Self {
+        Self(status, Outcome::invalid, message.to_string())
+    }
+}
+
+struct InFlight(Arc<Metrics>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.dec();
+    }
+}
+
+async fn infer(
+    State(st): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    infer_counted(st, name, None, headers, body).await
+}
+
+async fn infer_v(
+    State(st): State<Arc<AppState>>,
+    Path((name, version)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    infer_counted(st, name, Some(version), headers, body).await
+}
+
+async fn infer_counted(
+    st: Arc<AppState>,
+    name: String,
+    version: Option<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let accepted = Instant::now();
+    st.metrics.in_flight.inc();
+    let _in_flight = InFlight(st.metrics.clone());
+    let labels = st
+        .serving
+        .get()
+        .map_or_else(|| st.configured.clone(), |s| s.model.labels.clone());
+    let result = infer_inner(&st, &name, version.as_deref(), &headers, body, accepted).await;
+    let outcome = match &result {
+        Ok(_) => Outcome::success,
+        Err(Failure(_, outcome, _)) => *outcome,
+    };
+    st.metrics.request(&labels, outcome);
+    if matches!(
+        outcome,
+        Outcome::success | Outcome::error | Outcome::timeout
+    ) {
+        st.metrics
+            .request_duration(&labels, accepted.elapsed().as_secs_f64());
+    }
+    match result {
+        Ok(resp) => resp,
+        Err(Failure(status, outcome, msg)) => {
+            if outcome == Outcome::error {
+                tracing::warn!(error = %msg, "inference failed");
+            } else {
+                tracing::debug!(?outcome, error = %msg, "inference request refused");
+            }
+            error(status, &msg)
+        }
+    }
+}
+
+async fn infer_inner(
+    st: &AppState,
+    name: &str,
+    version: Option<&str>,
+    headers: &HeaderMap,
+    body: Body,
+    accepted: Instant,
+) -> Result<Response, Failure> {
+    if st.draining.load(Ordering::SeqCst) {
+        return Err(Failure(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Outcome::rejected,
+            "the server is shutting down".into(),
+        ));
+    }
+    let serving = lookup(st, name, version).map_err(|(status, msg)| {
+        let outcome = if status == StatusCode::SERVICE_UNAVAILABLE {
+            Outcome::rejected
+        } else {
+            Outcome::invalid
+        };
+        Failure(status, outcome, msg)
+    })?;
+    if let Some(enc) = headers.get(header::CONTENT_ENCODING)
+        && enc.as_bytes() != b"identity"
+    {
+        return Err(Failure::invalid(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "compressed request bodies are not supported",
+        ));
+    }
+    let limit = st.max_request_bytes;
+    let too_large = || {
+        Failure::invalid(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body is larger than the limit of {limit} bytes"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
+        // to_bytes reports a length-limit error by its source type
+        if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+        {
+            too_large()
+        } else {
+            Failure::invalid(
+                StatusCode::BAD_REQUEST,
+                format!("cannot read the request body: {e}"),
+            )
+        }
+    })?;
+    let header_len = match headers.get(HEADER_CONTENT_LENGTH) {
+        None => None,
+        Some(v) => Some(v.to_str().map_err(|_| {
+            Failure::invalid(
+                StatusCode::BAD_REQUEST,
+                "Inference-Header-Content-Length is not text",
+            )
+        })?),
+    };
+    let request = protocol::parse_infer_request(&bytes, header_len)
+        .map_err(|e| Failure::invalid(StatusCode::BAD_REQUEST, e))?;
+    drop(bytes);
+    let signature = &serving.model.signature;
+    if let Some(outs) = &request.outputs {
+        signature
+            .check_outputs(outs.iter().map(|o| o.name.as_str()))
+            .map_err(|e| Failure::invalid(StatusCode::BAD_REQUEST, e))?;
+    }
+    let inputs = signature
+        .check_inputs(request.inputs)
+        .map_err(|e| Failure::invalid(StatusCode::BAD_REQUEST, e))?;
+    let timeout = request
+        .timeout
+        .filter(|t| !t.is_zero())
+        .map_or(st.request_timeout, |t| t.min(st.request_timeout));
+    let deadline = accepted + timeout;
+    let (tx, rx) = oneshot::channel();
+    serving
+        .scheduler
+        .submit(Job {
+            inputs,
+            accepted,
+            deadline,
+            reply: tx,
+        })
+        .map_err(|e| match e {
+            SubmitError::Full => Failure(
+                StatusCode::TOO_MANY_REQUESTS,
+                Outcome::rejected,
+                e.to_string(),
+            ),
+            SubmitError::Closed => Failure(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Outcome::rejected,
+                e.to_string(),
+            ),
+        })?;
+    let timed_out = || {
+        Failure(
+            StatusCode::GATEWAY_TIMEOUT,
+            Outcome::timeout,
+            format!("no answer within the deadline of {timeout:?}"),
+        )
+    };
+    let outputs = match tokio::time::timeout_at(deadline.into(), rx).await {
+        Err(_) => return Err(timed_out()),
+        Ok(Err(_)) => {
+            return Err(Failure(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Outcome::error,
+                "the inference thread dropped the request".into(),
+            ));
+        }
+        Ok(Ok(Err(JobError::Timeout))) => return Err(timed_out()),
+        Ok(Ok(Err(e))) => {
+            return Err(Failure(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Outcome::error,
+                e.to_string(),
+            ));
+        }
+        Ok(Ok(Ok(outputs))) => outputs,
+    };
+    let selected: Vec<(Tensor, bool)> = match &request.outputs {
+        None => outputs
+            .into_iter()
+            .map(|t| (t, request.binary_output_default))
+            .collect(),
+        Some(wanted) => {
+            let mut all: Vec<Option<Tensor>> = outputs.into_iter().map(Some).collect();
+            let mut sel = Vec::with_capacity(wanted.len());
+            for w in wanted {
+                if let Some(t) = all
+                    .iter_mut()
+                    .find(|t| t.as_ref().is_some_and(|t| t.name == w.name))
+                    .and_then(Option::take)
+                {
+                    sel.push((t, w.binary));
+                }
+            }
+            sel
+        }
+    };
+    let labels = &serving.model.labels;
+    let encoded = protocol::encode_infer_response(
+        &labels.model,
+        Some(&labels.model_version),
+        request.id.as_deref(),
+        &selected,
+    )
+    .map_err(|e| {
+        Failure(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Outcome::error,
+            e.to_string(),
+        )
+    })?;
+    let mut resp = Response::new(Body::from(encoded.body));
+    let h = resp.headers_mut();
+    match encoded.header_length {
+        Some(n) => {
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            );
+            h.insert(HEADER_CONTENT_LENGTH, HeaderValue::from(n));
+        }
+        None => {
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+        }
+    }
+    Ok(resp)
+}
