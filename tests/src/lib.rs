@@ -72,7 +72,11 @@ impl TestCluster {
             if cms.get_opt(MARKER_CONFIGMAP).await?.is_none() {
                 return Err(HarnessError::NotMarked);
             }
-            return Ok(Self { client, kwok: false, state_dir: None });
+            return Ok(Self {
+                client,
+                kwok: false,
+                state_dir: None,
+            });
         }
         let state = std::env::var_os("ROBOFLEET_CLUSTER_STATE")
             .map(PathBuf::from)
@@ -82,7 +86,11 @@ impl TestCluster {
             return Err(HarnessError::NoCluster);
         }
         let client = client_from(&path).await?;
-        Ok(Self { client, kwok: true, state_dir: Some(state) })
+        Ok(Self {
+            client,
+            kwok: true,
+            state_dir: Some(state),
+        })
     }
 
     /// For tests that need kwok (simulated nodes going offline, node IPs): returns false and
@@ -96,7 +104,10 @@ impl TestCluster {
 }
 
 async fn client_from(path: &PathBuf) -> Result<Client, HarnessError> {
-    let err = |source| HarnessError::Kubeconfig { path: path.clone(), source };
+    let err = |source| HarnessError::Kubeconfig {
+        path: path.clone(),
+        source,
+    };
     let kubeconfig = Kubeconfig::read_from(path).map_err(err)?;
     let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await
@@ -124,20 +135,30 @@ impl TestNamespace {
             metadata: ObjectMeta {
                 name: Some(name.clone()),
                 labels: Some(
-                    labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+                    labels
+                        .iter()
+                        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                        .collect(),
                 ),
                 ..ObjectMeta::default()
             },
             ..Namespace::default()
         };
-        Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await?;
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &ns)
+            .await?;
         let sas: Api<k8s_openapi::api::core::v1::ServiceAccount> =
             Api::namespaced(client.clone(), &name);
-        wait_until(Duration::from_secs(60), "default ServiceAccount", || async {
-            Ok(sas.get_opt("default").await?.is_some())
-        })
+        wait_until(
+            Duration::from_secs(60),
+            "default ServiceAccount",
+            || async { Ok(sas.get_opt("default").await?.is_some()) },
+        )
         .await?;
-        Ok(Self { name, client: client.clone() })
+        Ok(Self {
+            name,
+            client: client.clone(),
+        })
     }
 }
 
@@ -167,7 +188,11 @@ pub fn random_suffix() -> String {
 }
 
 /// Polls `check` every 250 ms until it returns `Ok(true)` or `timeout` passes.
-pub async fn wait_until<F, Fut>(timeout: Duration, what: &str, mut check: F) -> Result<(), HarnessError>
+pub async fn wait_until<F, Fut>(
+    timeout: Duration,
+    what: &str,
+    mut check: F,
+) -> Result<(), HarnessError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<bool, HarnessError>>,
@@ -193,7 +218,10 @@ mod tests {
         let a = random_suffix();
         let b = random_suffix();
         assert_eq!(a.len(), 8);
-        assert!(a.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert!(
+            a.chars()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        );
         assert_ne!(a, b);
     }
 
