@@ -1,9 +1,30 @@
-//! robofleet's API: the names every robofleet component agrees on.
+//! robofleet's API: the custom resources fleet engineers write, and the names every robofleet
+//! component agrees on.
 //!
-//! This crate will hold the custom resource types (`InferenceService`, `SafetyPolicy`,
-//! `SensorSim`) and the `crdgen` binary that writes their CRD YAML. Today it holds the API group,
-//! the label keys placed on robots and children, and the label values the operator reads, so the
-//! operator, the test harness and the tools spell them once.
+//! Three kinds in `robofleet.io/v1alpha1`, one module each: [`InferenceService`] (a model served on
+//! robots and rolled out in waves), [`SafetyPolicy`] (zones enforced by a safety monitor) and
+//! [`SensorSim`] (a sandboxed sensor simulation with expectations). Validation lives in the CRD
+//! schema (OpenAPI plus CEL `x-kubernetes-validations`), so the API server refuses bad specs at
+//! `kubectl apply`; durations are Go-style strings checked by a `pattern` and parsed identically by
+//! [`duration::parse`]. [`conditions`] holds the status contract the three kinds share.
+//! [`generate`] turns the types into CRD YAML and a reference page; the `crdgen` binary writes
+//! them to `deploy/crds/` and `docs/reference/crds.md`. The crate also holds the API group and the
+//! label keys placed on robots and children, so the operator, tests and tools spell them once.
+
+pub mod common;
+pub mod conditions;
+pub mod duration;
+pub mod generate;
+pub mod inference_service;
+pub mod rollout;
+pub mod safety_policy;
+pub mod sensor_sim;
+
+pub use conditions::ResourceStatus;
+pub use duration::GoDuration;
+pub use inference_service::{InferenceService, InferenceServiceSpec, InferenceServiceStatus};
+pub use safety_policy::{SafetyPolicy, SafetyPolicySpec, SafetyPolicyStatus};
+pub use sensor_sim::{SensorSim, SensorSimSpec, SensorSimStatus};
 
 /// API group of every robofleet custom resource.
 pub const GROUP: &str = "robofleet.io";
