@@ -118,27 +118,27 @@ impl Outputs {
 
     /// Acts on a decision; `scan_at` is the receipt time of the scan that caused it.
     fn apply(&self, d: &Decision, scan_at: Option<Instant>) {
-        if d.changed {
-            self.publish_lock(d.stop);
-            if d.stop {
-                if let Some(t) = scan_at {
-                    self.shared
-                        .safety
-                        .reaction
-                        .observe(t.elapsed().as_secs_f64());
-                }
+        if d.changed && d.stop {
+            // Count first, so a reader that sees the stop also sees the counter.
+            self.shared
+                .safety
+                .stops
+                .get_or_create(&ReasonLabels {
+                    policy: self.policy.name.clone(),
+                    reason: d.reason.as_str(),
+                })
+                .inc();
+            self.publish_lock(true);
+            if let Some(t) = scan_at {
                 self.shared
                     .safety
-                    .stops
-                    .get_or_create(&ReasonLabels {
-                        policy: self.policy.name.clone(),
-                        reason: d.reason.as_str(),
-                    })
-                    .inc();
-                tracing::warn!(reason = d.reason.as_str(), "stop");
-            } else {
-                tracing::info!("clear");
+                    .reaction
+                    .observe(t.elapsed().as_secs_f64());
             }
+            tracing::warn!(reason = d.reason.as_str(), "stop");
+        } else if d.changed {
+            self.publish_lock(false);
+            tracing::info!("clear");
         }
         if let (Some(limit), Some(p)) = (d.speed_limit_changed, &self.speed_limit) {
             let msg = SpeedLimit {
@@ -399,15 +399,16 @@ async fn run(
                 out.apply(&d, None);
                 let d = monitor.tick(now);
                 out.apply(&d, None);
+                let age = monitor.evaluation_age(now);
+                let fresh = age.is_some_and(|a| a < out.policy.source_timeout);
+                shared.health.ready.store(fresh, Ordering::Relaxed);
                 if now >= next_beat {
                     out.publish_lock(d.stop);
                     next_beat = now + out.policy.heartbeat;
                     let label = out.label();
                     shared.safety.stop_consumers.get_or_create(&label).set(consumers as i64);
                     shared.safety.scan_publishers.get_or_create(&label).set(publishers as i64);
-                    let age = monitor.evaluation_age(now);
                     shared.safety.scan_age.set(age.map_or(f64::INFINITY, |a| a.as_secs_f64()));
-                    shared.health.ready.store(age.is_some_and(|a| a < out.policy.source_timeout), Ordering::Relaxed);
                     if let Some(t) = last_scan {
                         shared.ros.last_message_age.get_or_create(&scan_label).set(now.duration_since(t).as_secs_f64());
                     }
