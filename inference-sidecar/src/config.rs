@@ -49,7 +49,7 @@ impl ConfigError {
 /// `inference-sidecar serve`: serve one ONNX model over the Open Inference Protocol v2.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
-    /// The model to serve, as URI@sha256 (file:// or http://).
+    /// The model to serve, as URI@sha256 (file://, http:// or https://).
     #[arg(long, env = "ROBOFLEET_MODEL")]
     pub model: String,
     /// The model served when --model fails to fetch, verify, load or warm up (URI@sha256).

@@ -1,4 +1,4 @@
-//! The model store: fetches `URI@sha256` models (`file://`, `http://`) into a node-local cache
+//! The model store: fetches `URI@sha256` models (`file://`, `http(s)://`) into a node-local cache
 //! directory as `<sha256>.onnx`, verifies the digest before anything uses the file, and evicts old
 //! entries beyond `keep` files or `max_bytes` (never the ones in use). A download is written to a
 //! temporary file, hashed on the way, and renamed into place only when the digest matches, so the
@@ -20,7 +20,7 @@ pub enum StoreError {
     #[error("model reference {0:?} is not URI@sha256 (64 hex digits)")]
     BadReference(String),
     /// A scheme this build cannot fetch.
-    #[error("model URI scheme {0:?} is not supported (file://, http://)")]
+    #[error("model URI scheme {0:?} is not supported (file://, http://, https://)")]
     UnsupportedScheme(String),
     /// Reading, writing or renaming a file failed.
     #[error("{what} {path:?}: {source}")]
@@ -278,16 +278,22 @@ impl ModelStore {
                 hasher.update(&buf[..n]);
                 out.write_all(&buf[..n]).await.map_err(io("writing", tmp))?;
             }
-        } else if model.uri.starts_with("http://") {
+        } else if model.uri.starts_with("http://") || model.uri.starts_with("https://") {
             let dl = |message: String| StoreError::Download {
                 uri: model.uri.clone(),
                 message,
             };
             let uri: hyper::Uri = model.uri.parse().map_err(|e| dl(format!("{e}")))?;
+            let connector = hyper_rustls::HttpsConnectorBuilder::new()
+                .with_provider_and_native_roots(rustls::crypto::ring::default_provider())
+                .map_err(|e| dl(format!("no TLS root certificates: {e}")))?
+                .https_or_http()
+                .enable_http1()
+                .build();
             let client =
                 hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                    .build_http::<Empty<Bytes>>();
-            let resp = client.get(uri).await.map_err(|e| dl(e.to_string()))?;
+                    .build::<_, Empty<Bytes>>(connector);
+            let resp = client.get(uri).await.map_err(|e| dl(format!("{e:?}")))?;
             if !resp.status().is_success() {
                 return Err(dl(format!("HTTP status {}", resp.status())));
             }
@@ -414,6 +420,29 @@ mod tests {
         assert_eq!(s.fetch(&missing).await.unwrap_err().kind(), "download");
         let s3: ModelRef = format!("s3://b/x.onnx@{D}").parse().unwrap();
         assert_eq!(s.fetch(&s3).await.unwrap_err().kind(), "config");
+    }
+
+    #[tokio::test]
+    async fn http_fetch_verifies_and_reports_status() {
+        let app =
+            axum::Router::new().route("/m.onnx", axum::routing::get(|| async { "served model" }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        let digest = hex::encode(Sha256::digest(b"served model"));
+        let good: ModelRef = format!("http://{addr}/m.onnx@{digest}").parse().unwrap();
+        let p = s.fetch(&good).await.unwrap();
+        assert_eq!(std::fs::read(p).unwrap(), b"served model");
+        let wrong: ModelRef = format!("http://{addr}/m.onnx@{D}").parse().unwrap();
+        assert_eq!(s.fetch(&wrong).await.unwrap_err().kind(), "verify");
+        let missing: ModelRef = format!("http://{addr}/nope.onnx@{D}").parse().unwrap();
+        let e = s.fetch(&missing).await.unwrap_err();
+        assert!(e.to_string().contains("404"), "{e}");
+        // TLS to a plain-HTTP port fails as a download error, not a crash (a digest not cached)
+        let tls: ModelRef = format!("https://{addr}/m.onnx@{D}").parse().unwrap();
+        assert_eq!(s.fetch(&tls).await.unwrap_err().kind(), "download");
     }
 
     #[tokio::test]

@@ -455,3 +455,39 @@ async fn stock_tritonclient_json_and_binary() {
     );
     assert!(text.contains("tritonclient interop: ok"), "{text}");
 }
+
+#[tokio::test]
+async fn execution_provider_fallback_is_reported() {
+    let http = Http::new();
+    let mut s = Server::with_model(
+        &fixture("add_mul.onnx"),
+        &["--execution-providers", "cuda,cpu"],
+    );
+    s.wait_ready(&http).await;
+    let text = s.metrics(&http).await;
+    assert!(
+        text.contains(r#"execution_provider="cpu",fallback="false"} 1"#),
+        "{text}"
+    );
+    assert!(
+        s.log().contains("execution provider fallback"),
+        "{}",
+        s.log()
+    );
+    assert!(s.log().contains("requested=\"cuda\""), "{}", s.log());
+}
+
+#[tokio::test]
+async fn a_missing_onnx_runtime_library_says_what_to_do() {
+    let mut s = Server::with_model(
+        &fixture("add_mul.onnx"),
+        &["--ort-library", "/nonexistent/libonnxruntime.so.1.32.0"],
+    );
+    let status = s.wait_exit(Duration::from_secs(30)).await;
+    assert_eq!(status.code(), Some(1), "{}", s.log());
+    let log = s.log();
+    assert!(
+        log.contains("ORT_DYLIB_PATH") && log.contains("make venv"),
+        "{log}"
+    );
+}
