@@ -246,7 +246,9 @@ fn walk(node: &Value, path: &str, required: bool, facts: &mut SchemaFacts) {
         type_ = "any".into();
     }
     let mut constraints = Vec::new();
+    let exclusive = get("exclusiveMinimum").and_then(Value::as_bool) == Some(true);
     match (get("minimum"), get("maximum")) {
+        (Some(lo), Some(hi)) if exclusive => constraints.push(format!("> {lo}, <= {hi}")),
         (Some(lo), Some(hi)) => constraints.push(format!("{lo}..{hi}")),
         (Some(lo), None) if lo.as_f64() != Some(0.0) || type_ != "integer" => {
             constraints.push(format!(">= {lo}"))

@@ -204,9 +204,9 @@ pub struct AnalysisCheck {
     /// Latency: highest request latency at `quantile` (Go duration, e.g. `50ms`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_latency: Option<GoDuration>,
-    /// Latency: the quantile (0..1, default 0.99), computed from summed histogram buckets.
+    /// Latency: the quantile (greater than 0, at most 1; default 0.99), computed from summed histogram buckets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0.5, max = 1.0))]
+    #[schemars(range(min = 0.0, max = 1.0), extend("exclusiveMinimum" = true))]
     pub quantile: Option<f64>,
     /// SafetyStopRate: highest increase of safety stops per robot-hour over the stable baseline
     /// frozen at the wave's start.

@@ -176,7 +176,7 @@ pub struct Zone {
     pub angle_max: Option<f64>,
     /// Sector: distance in meters from the frame's origin (greater than 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0.01, max = 100.0))]
+    #[schemars(range(min = 0.0, max = 100.0), extend("exclusiveMinimum" = true))]
     pub range: Option<f64>,
     /// Polygon: 3-64 vertices `[x, y]` in meters, in order (either winding), not
     /// self-intersecting, e.g. `[[0.5, 0.3], [0.5, -0.3], [-0.3, -0.3], [-0.3, 0.3]]`.
@@ -185,7 +185,7 @@ pub struct Zone {
     pub points: Option<Vec<Point2>>,
     /// Circle: radius in meters around the frame's origin.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0.01, max = 100.0))]
+    #[schemars(range(min = 0.0, max = 100.0), extend("exclusiveMinimum" = true))]
     pub radius: Option<f64>,
     /// Slowdown: speed limit as a percentage (1-100) of the robot's maximum speed.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -107,7 +107,7 @@ pub struct Sensor {
     pub frame_id: String,
     /// Messages per second (greater than 0; at most 100 for lidar2d, 120 for cameras).
     #[serde(default = "default_rate")]
-    #[schemars(range(min = 0.1, max = 120.0))]
+    #[schemars(range(min = 0.0, max = 120.0), extend("exclusiveMinimum" = true))]
     pub rate_hz: f64,
     /// LIDAR geometry (lidar2d only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -153,7 +153,7 @@ pub struct Lidar {
     pub range_min: f64,
     /// Longest valid range in meters (`range_max`).
     #[serde(default = "default_range_max")]
-    #[schemars(range(min = 0.01, max = 100.0))]
+    #[schemars(range(min = 0.0, max = 100.0), extend("exclusiveMinimum" = true))]
     pub range_max: f64,
 }
 
@@ -240,7 +240,7 @@ pub struct Obstacle {
     pub velocity: Option<crate::common::Point2>,
     /// Radius in meters.
     #[serde(default = "default_radius")]
-    #[schemars(range(min = 0.01, max = 10.0))]
+    #[schemars(range(min = 0.0, max = 10.0), extend("exclusiveMinimum" = true))]
     pub radius: f64,
     /// When it appears, from the start of the run (Go duration).
     #[serde(default = "default_zero")]
@@ -298,7 +298,7 @@ pub struct Expectation {
     pub safety_stop_within: Option<GoDuration>,
     /// Distance in meters from the sensor that must trigger a stop.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0.01, max = 100.0))]
+    #[schemars(range(min = 0.0, max = 100.0), extend("exclusiveMinimum" = true))]
     pub when_distance_below: Option<f64>,
     /// The stop lock turns `true` within this time after the sensor stalls (`faults.stallAfter`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

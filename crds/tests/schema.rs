@@ -87,6 +87,7 @@ fn examples_round_trip_through_the_types() {
         ("safetypolicy-minimal.yaml", "SafetyPolicy"),
         ("sensorsim.yaml", "SensorSim"),
         ("sensorsim-minimal.yaml", "SensorSim"),
+        ("sensorsim-camera.yaml", "SensorSim"),
     ] {
         let original = example(file);
         assert_eq!(original["kind"], kind, "{file}");
@@ -266,6 +267,34 @@ fn lists_and_strings_in_specs_are_bounded() {
                 _ => {}
             }
         }
+    }
+}
+
+/// The API server checks an integer against `int64(minimum)`, so an integer `0` passes
+/// `minimum: 0.1`. Positive fractional minimums (and negative fractional maximums) must be written
+/// as `exclusiveMinimum` instead.
+#[test]
+fn no_bound_is_truncated_for_integers() {
+    fn walk(v: &Value, path: &str) {
+        if let Some(map) = v.as_object() {
+            if let Some(lo) = map.get("minimum").and_then(Value::as_f64) {
+                assert!(lo <= 0.0 || lo.fract() == 0.0, "{path}: minimum {lo}");
+            }
+            if let Some(hi) = map.get("maximum").and_then(Value::as_f64) {
+                assert!(hi >= 0.0 || hi.fract() == 0.0, "{path}: maximum {hi}");
+            }
+            for (k, child) in map {
+                walk(child, &format!("{path}/{k}"));
+            }
+        } else if let Some(items) = v.as_array() {
+            items.iter().for_each(|c| walk(c, path));
+        }
+    }
+    for crd in generate::crds() {
+        walk(
+            &generate::schema_json(&crd).expect("schema"),
+            &crd.spec.names.kind,
+        );
     }
 }
 
