@@ -10,3 +10,4 @@ pub mod metrics;
 pub mod msg;
 pub mod ros;
 pub mod safety;
+pub mod sim;

@@ -1,7 +1,7 @@
 //! `ros2-bridge`: thin entry point; see the library for what each subcommand does.
 
 use clap::{Parser, Subcommand};
-use ros2_bridge::safety;
+use ros2_bridge::{safety, sim};
 
 /// robofleet's ROS 2 nodes (pure Rust DDS, no ROS installation).
 #[derive(Debug, Parser)]
@@ -15,6 +15,8 @@ struct Cli {
 enum Command {
     /// LIDAR safety monitor publishing a stop lock.
     Safety(safety::cli::SafetyArgs),
+    /// Simulated LIDAR with scripted obstacles and faults; exit code 0 = expectations held.
+    SensorSim(sim::cli::SimArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -43,14 +45,15 @@ fn main() -> std::process::ExitCode {
     };
     let result = rt.block_on(async {
         match cli.command {
-            Command::Safety(args) => safety::cli::run(args).await,
+            Command::Safety(args) => safety::cli::run(args).await.map(|()| 0),
+            Command::SensorSim(args) => sim::cli::run(args).await,
         }
     });
     match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => std::process::ExitCode::from(code),
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "exiting");
-            std::process::ExitCode::from(1)
+            std::process::ExitCode::from(2)
         }
     }
 }
