@@ -16,6 +16,7 @@ pub mod conditions;
 pub mod duration;
 pub mod generate;
 pub mod inference_service;
+mod isvc_status;
 pub mod rollout;
 pub mod safety_policy;
 pub mod sensor_sim;

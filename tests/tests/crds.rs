@@ -676,5 +676,24 @@ async fn kubectl_explain_shows_the_field_docs() -> anyhow::Result<()> {
             "kubectl explain {field} lacks {wants:?}:\n{last}"
         );
     }
+    // the category and short names resolve (discovery can lag a CRD change by a moment)
+    for args in [
+        &["get", "robofleet", "-A"][..],
+        &["get", "isvc,sp,sim", "-A"][..],
+    ] {
+        let mut last = String::new();
+        let ok = wait_until(
+            Duration::from_secs(30),
+            &format!("kubectl {args:?}"),
+            || {
+                let out = kubectl(&cluster).expect("kubectl").args(args).output();
+                let ok = out.as_ref().is_ok_and(|o| o.status.success());
+                last = format!("{out:?}");
+                async move { Ok(ok) }
+            },
+        )
+        .await;
+        assert!(ok.is_ok(), "kubectl {args:?} failed: {last}");
+    }
     Ok(())
 }
