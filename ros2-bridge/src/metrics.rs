@@ -29,9 +29,18 @@ pub struct TopicLabel {
     pub topic: String,
 }
 
-/// `robofleet_ros_*`.
+/// `{state}` of `robofleet_robot_state`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabel {
+    /// Robot state from the state topic (normalized, bounded).
+    pub state: String,
+}
+
+/// `robofleet_ros_*`, and `robofleet_robot_state`.
 #[derive(Clone, Default)]
 pub struct RosMetrics {
+    /// 1 for the robot's current state (one series at a time).
+    pub robot_state: Family<StateLabel, Gauge>,
     /// Messages per topic and direction.
     pub messages: Family<TopicDirection, Counter>,
     /// Age of the last message received per topic.
@@ -44,6 +53,11 @@ impl RosMetrics {
     /// Registers under `robofleet_ros_`.
     pub fn register(registry: &mut Registry) -> RosMetrics {
         let m = RosMetrics::default();
+        registry.register(
+            "robofleet_robot_state",
+            "1 for the robot's current state as published on its state topic",
+            m.robot_state.clone(),
+        );
         let r = registry.sub_registry_with_prefix("robofleet_ros");
         r.register(
             "topic_messages",
@@ -71,6 +85,19 @@ impl RosMetrics {
                 direction,
             })
             .inc();
+    }
+
+    /// Replaces the exported robot state. The label is normalized (lower case, `[a-z0-9_-]`, at
+    /// most 32 characters, else `other`) so a misbehaving topic cannot create unbounded series.
+    pub fn set_robot_state(&self, raw: &str) {
+        let s = raw.trim().to_ascii_lowercase();
+        let ok = !s.is_empty()
+            && s.len() <= 32
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        let state = if ok { s } else { "other".into() };
+        self.robot_state.clear();
+        self.robot_state.get_or_create(&StateLabel { state }).set(1);
     }
 
     /// Counts one undecodable payload.

@@ -25,23 +25,23 @@ struct Setup {
 /// Monitor with a config file, a Cyclone scan publisher and a Cyclone reliable lock reader, all
 /// matched, with the lock cleared by clear scans.
 fn setup(config: &str, dir: &std::path::Path) -> Setup {
+    setup_with(config, dir, &[])
+}
+
+fn setup_with(config: &str, dir: &std::path::Path, extra: &[&str]) -> Setup {
     require_netns();
     let domain = domain();
     let path = dir.join("policy.yaml");
     std::fs::write(&path, config).expect("write policy");
-    let mut monitor = bridge(
-        "monitor",
-        domain,
-        &[
-            "safety",
-            "--config",
-            path.to_str().unwrap(),
-            "--metrics-addr",
-            "127.0.0.1:0",
-            "--reload-interval",
-            "100ms",
-        ],
-    );
+    let mut args = vec!["safety", "--config", path.to_str().unwrap()];
+    args.extend([
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "--reload-interval",
+        "100ms",
+    ]);
+    args.extend(extra);
+    let mut monitor = bridge("monitor", domain, &args);
     let addr = metrics_addr(&mut monitor);
     let mut reader = lock_reader("lock", domain, STOP, false);
     reader.wait_for("lock reader matched", MATCH_TIMEOUT, |v| {
@@ -344,5 +344,50 @@ fn config_change_applies_without_the_lock_reading_clear() {
     assert!(
         after.iter().all(|v| *v),
         "the lock read clear during or after the reload: {after:?}"
+    );
+}
+
+#[test]
+#[ignore = "needs a loopback-only netns and the test venv (make test)"]
+fn robot_state_topic_is_exported_for_rollout_gating() {
+    let dir = tmpdir("state");
+    let s = setup_with(
+        &policy(0.35, "300ms", ""),
+        &dir,
+        &["--robot", "amr-7", "--state-topic", "/${ROBOT}/state"],
+    );
+    let mut states = cyclone(
+        "states",
+        s.domain,
+        &["publish-strings", "--topic", "/amr_7/state"],
+    );
+    states.wait_for("state publisher matched", MATCH_TIMEOUT, |v| {
+        v["ev"] == "matched"
+    });
+    states.send(&json!({"data": "Charging"}));
+    wait_metric(
+        &s.addr,
+        "robofleet_robot_state{state=\"charging\"}",
+        MATCH_TIMEOUT,
+        |v| v == 1.0,
+    );
+    states.send(&json!({"data": "busy"}));
+    wait_metric(
+        &s.addr,
+        "robofleet_robot_state{state=\"busy\"}",
+        MATCH_TIMEOUT,
+        |v| v == 1.0,
+    );
+    let (_, body) = http_get(&s.addr, "/metrics");
+    assert!(
+        !body.contains("state=\"charging\""),
+        "one state series at a time"
+    );
+    states.send(&json!({"data": "x y z {with} spaces"}));
+    wait_metric(
+        &s.addr,
+        "robofleet_robot_state{state=\"other\"}",
+        MATCH_TIMEOUT,
+        |v| v == 1.0,
     );
 }

@@ -10,7 +10,7 @@ use prometheus_client::registry::Registry;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
-use super::config::{PolicyFile, QuickFlags, parse_duration};
+use super::config::{PolicyFile, QuickFlags, parse_duration, resolve_topic};
 use super::metrics::{OutcomeLabel, SafetyMetrics};
 use super::node::{self, Control, Shared};
 use crate::metrics::{self, Health, RosMetrics};
@@ -48,6 +48,9 @@ pub struct SafetyArgs {
     /// Address for /metrics, /healthz and /readyz (port 0 picks a free one and logs it).
     #[arg(long, env = "ROBOFLEET_METRICS_ADDR", default_value = "0.0.0.0:9470")]
     pub metrics_addr: SocketAddr,
+    /// Robot state topic (std_msgs/String), exported as robofleet_robot_state{state} for rollout gating.
+    #[arg(long, env = "ROBOFLEET_STATE_TOPIC")]
+    pub state_topic: Option<String>,
     /// How often the config file is checked for changes.
     #[arg(long, env = "ROBOFLEET_SAFETY_RELOAD_INTERVAL", default_value = "1s")]
     pub reload_interval: String,
@@ -98,7 +101,12 @@ pub async fn run(args: SafetyArgs) -> anyhow::Result<()> {
 
     let opts = RosOptions::from_env(args.domain_id);
     let reloads = shared.safety.reloads.clone();
-    let (tx, ros_thread) = node::spawn(policy, opts, shared);
+    let state_topic = args
+        .state_topic
+        .as_deref()
+        .map(|t| resolve_topic(t, &args.robot))
+        .transpose()?;
+    let (tx, ros_thread) = node::spawn(policy, opts, shared, state_topic);
     let ros_done = tokio::task::spawn_blocking(move || ros_thread.join());
     tokio::pin!(ros_done);
 

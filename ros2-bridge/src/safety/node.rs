@@ -22,7 +22,8 @@ use super::metrics::{
 use super::monitor::{Decision, Monitor, Reason};
 use crate::metrics::{Health, RosMetrics, TopicLabel};
 use crate::msg::{
-    Bool, DiagnosticArray, DiagnosticStatus, Header, KeyValue, LaserScan, SpeedLimit, Time,
+    Bool, DiagnosticArray, DiagnosticStatus, Header, KeyValue, LaserScan, SpeedLimit, StringMsg,
+    Time,
 };
 use crate::ros::{self, RosError, RosOptions};
 
@@ -59,6 +60,7 @@ pub fn spawn(
     policy: Policy,
     opts: RosOptions,
     shared: Shared,
+    state_topic: Option<String>,
 ) -> (
     mpsc::UnboundedSender<Control>,
     std::thread::JoinHandle<Result<(), RosError>>,
@@ -72,7 +74,7 @@ pub fn spawn(
                 .build()
                 .map_err(|e| RosError::create("runtime")(e.to_string()))?;
             let local = tokio::task::LocalSet::new();
-            local.block_on(&rt, run(policy, opts, shared, rx))
+            local.block_on(&rt, run(policy, opts, shared, rx, state_topic))
         });
     match handle {
         Ok(h) => (tx, h),
@@ -259,6 +261,7 @@ async fn run(
     opts: RosOptions,
     shared: Shared,
     mut rx: mpsc::UnboundedReceiver<Control>,
+    state_topic: Option<String>,
 ) -> Result<(), RosError> {
     let ctx = ros::context(&opts)?;
     let mut node = ros::node(&ctx, "robofleet_safety")?;
@@ -284,6 +287,22 @@ async fn run(
     let scan_sub = node
         .create_subscription::<LaserScan>(&scan_topic, Some(ros::qos_sensor()))
         .map_err(mk("scan reader"))?;
+    let state_sub = match &state_topic {
+        Some(t) => {
+            let topic = node
+                .create_topic(
+                    &ros::topic_name(t)?,
+                    ros::type_name::<StringMsg>(),
+                    &ros::qos_reliable(1),
+                )
+                .map_err(mk("state topic"))?;
+            Some(
+                node.create_subscription::<StringMsg>(&topic, Some(ros::qos_reliable(1)))
+                    .map_err(mk("state reader"))?,
+            )
+        }
+        None => None,
+    };
     let lock_topic = node
         .create_topic(
             &ros::topic_name(&policy.stop_topic)?,
@@ -345,6 +364,7 @@ async fn run(
     };
     let mut last_scan: Option<Instant> = None;
     let mut scans = Box::pin(scan_sub.async_stream());
+    let mut states = state_sub.as_ref().map(|s| Box::pin(s.async_stream()));
     loop {
         let wake = monitor
             .next_deadline()
@@ -391,6 +411,24 @@ async fn run(
                 }
                 None => break,
             },
+            Some(item) = async {
+                match states.as_mut() {
+                    Some(s) => s.next().await,
+                    None => std::future::pending().await,
+                }
+            } => match item {
+                Ok((state, _)) => {
+                    shared.ros.set_robot_state(&state.data);
+                    if let Some(t) = &state_topic {
+                        shared.ros.message(t, "in");
+                    }
+                }
+                Err(_) => {
+                    if let Some(t) = &state_topic {
+                        shared.ros.malformed(t);
+                    }
+                }
+            },
             () = tokio::time::sleep_until(wake.into()) => {
                 let now = Instant::now();
                 let publishers = out.node.publisher_count(&out.policy.scan_topic);
@@ -435,6 +473,7 @@ async fn run(
     out.node.stop_spinner();
     let _ = spin.await;
     drop(scans);
+    drop(states);
     drop(out);
     Ok(())
 }

@@ -51,6 +51,11 @@ class Bool(IdlStruct, typename="std_msgs::msg::dds_::Bool_"):
 
 
 @dataclass
+class String(IdlStruct, typename="std_msgs::msg::dds_::String_"):
+    data: str
+
+
+@dataclass
 class LaserScan(IdlStruct, typename="sensor_msgs::msg::dds_::LaserScan_"):
     header: Header
     angle_min: t.float32
@@ -301,6 +306,20 @@ def scan_publisher(args):
     stop.set()
 
 
+def string_publisher(args):
+    """Publish std_msgs/String: one stdin line {"data": "..."} per message."""
+    dp = participant()
+    q = qos(True, False, 10)
+    writer = DataWriter(dp, Topic(dp, dds_topic(args.topic), String, qos=q), qos=q)
+    deadline = time.monotonic() + 20
+    while not writer.get_matched_subscriptions() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    emit(ev="matched", n=len(writer.get_matched_subscriptions()))
+    for line in sys.stdin:
+        writer.write(String(data=json.loads(line)["data"]))
+        emit(ev="sent")
+
+
 def main():
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -313,10 +332,14 @@ def main():
     p = sub.add_parser("publish-scans")
     p.add_argument("--topic", required=True)
     p.add_argument("--reliability", choices=["reliable", "best_effort"], default="best_effort")
+    st = sub.add_parser("publish-strings")
+    st.add_argument("--topic", required=True)
     args = ap.parse_args()
     emit(ev="ready", pid=os.getpid())
     if args.cmd == "read":
         reader_loop(args)
+    elif args.cmd == "publish-strings":
+        string_publisher(args)
     else:
         scan_publisher(args)
 
