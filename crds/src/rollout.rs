@@ -92,8 +92,8 @@ pub enum RolloutStrategy {
 #[schemars(extend("x-kubernetes-validations" = [
     {"rule": "has(self.robots) != has(self.percent)",
      "message": "spec.rollout.waves[]: set exactly one of robots (a count) or percent (cumulative, 1-100)"},
-    {"rule": "!has(self.maxUnavailable) || (type(self.maxUnavailable) == int ? self.maxUnavailable >= 1 : self.maxUnavailable.matches('^(100|[1-9][0-9]?)%$'))",
-     "message": "spec.rollout.waves[].maxUnavailable must be a count of at least 1 or a percentage 1%-100%"},
+    {"rule": "!has(self.maxUnavailable) || string(self.maxUnavailable).matches('^([1-9][0-9]{0,3}|(100|[1-9][0-9]?)%)$')",
+     "message": "spec.rollout.waves[].maxUnavailable must be a count (1-9999) or a percentage (1%-100%)"},
 ]))]
 pub struct Wave {
     /// Wave name, unique in the rollout (lowercase letters, digits, `-`).
