@@ -247,12 +247,19 @@ fn walk(node: &Value, path: &str, required: bool, facts: &mut SchemaFacts) {
     }
     let mut constraints = Vec::new();
     let exclusive = get("exclusiveMinimum").and_then(Value::as_bool) == Some(true);
-    match (get("minimum"), get("maximum")) {
+    let num = |k: &str| {
+        get(k).and_then(Value::as_f64).map(|n| {
+            if n.fract() == 0.0 {
+                format!("{}", n as i64)
+            } else {
+                n.to_string()
+            }
+        })
+    };
+    match (num("minimum"), num("maximum")) {
         (Some(lo), Some(hi)) if exclusive => constraints.push(format!("> {lo}, <= {hi}")),
         (Some(lo), Some(hi)) => constraints.push(format!("{lo}..{hi}")),
-        (Some(lo), None) if lo.as_f64() != Some(0.0) || type_ != "integer" => {
-            constraints.push(format!(">= {lo}"))
-        }
+        (Some(lo), None) if lo != "0" || type_ != "integer" => constraints.push(format!(">= {lo}")),
         (None, Some(hi)) => constraints.push(format!("<= {hi}")),
         _ => {}
     }
@@ -400,7 +407,7 @@ pub fn reference_markdown(crds: &[CustomResourceDefinition]) -> Result<String, G
         {
             let mut ty = f.type_.clone();
             if !f.enum_values.is_empty() {
-                ty = format!("{ty}: {}", f.enum_values.join(" \\| "));
+                ty = format!("{ty}: {}", f.enum_values.join(" | "));
             }
             if f.required {
                 ty.push_str(", required");

@@ -12,8 +12,8 @@ use crate::duration::GoDuration;
 pub use crate::isvc_status::*;
 pub use crate::rollout::*;
 
-/// An ONNX model served on every selected robot, rolled out in waves with automatic analysis and
-/// rollback. See `docs/reference/crds.md`.
+/// Desired state: which model, how each robot runs it, on which robots, and how a new revision
+/// rolls out.
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "robofleet.io",

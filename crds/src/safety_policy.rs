@@ -14,7 +14,7 @@ use crate::conditions::ResourceStatus;
 use crate::duration::GoDuration;
 use crate::rollout::RolloutPhase;
 
-/// Zones around each selected robot and how its safety monitor reacts to obstacles in them.
+/// Desired state: which robots, which scan, which zones, and how the monitor stops and releases.
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "robofleet.io",

@@ -13,7 +13,7 @@ use crate::common::{LocalRef, SELECTOR_RULE, Topic};
 use crate::conditions::ResourceStatus;
 use crate::duration::GoDuration;
 
-/// A simulated sensor stream with scripted obstacles, faults and expectations, run in a sandbox.
+/// Desired state: the simulated sensor, its scenario and faults, what is tested, and what must hold.
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "robofleet.io",

@@ -3,10 +3,12 @@
 //! it from the repository root, as `make generate` does) unless given:
 //!
 //! ```text
-//! crdgen [--out-dir deploy/crds] [--docs docs/reference/crds.md] [--check]
+//! crdgen [--out-dir deploy/crds] [--docs docs/reference/crds.md] [--copy-to DIR]... [--check]
 //! ```
 //!
-//! `--check` writes nothing and exits 1 if a file would change.
+//! `--copy-to` writes the same CRD files to another directory too (e.g. `charts/robofleet/crds`,
+//! which Helm installs on first install). `--check` writes nothing and exits 1 if a file would
+//! change.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,6 +18,7 @@ use robofleet_crds::generate;
 struct Args {
     out_dir: PathBuf,
     docs: PathBuf,
+    copies: Vec<PathBuf>,
     check: bool,
 }
 
@@ -23,6 +26,7 @@ fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         out_dir: PathBuf::from("deploy/crds"),
         docs: PathBuf::from("docs/reference/crds.md"),
+        copies: Vec::new(),
         check: false,
     };
     let mut it = std::env::args().skip(1);
@@ -30,9 +34,12 @@ fn parse_args() -> Result<Args, String> {
         match arg.as_str() {
             "--out-dir" => args.out_dir = it.next().ok_or("--out-dir needs a directory")?.into(),
             "--docs" => args.docs = it.next().ok_or("--docs needs a file")?.into(),
+            "--copy-to" => args
+                .copies
+                .push(it.next().ok_or("--copy-to needs a directory")?.into()),
             "--check" => args.check = true,
             "-h" | "--help" => {
-                return Err("usage: crdgen [--out-dir deploy/crds] [--docs docs/reference/crds.md] [--check]".into());
+                return Err("usage: crdgen [--out-dir deploy/crds] [--docs docs/reference/crds.md] [--copy-to DIR]... [--check]".into());
             }
             other => return Err(format!("unknown argument {other:?} (try --help)")),
         }
@@ -45,7 +52,9 @@ fn run(args: &Args) -> Result<bool, String> {
     let mut files = Vec::new();
     for crd in &crds {
         let yaml = generate::to_yaml(crd).map_err(|e| e.to_string())?;
-        files.push((args.out_dir.join(generate::file_name(crd)), yaml));
+        for dir in args.copies.iter().chain([&args.out_dir]) {
+            files.push((dir.join(generate::file_name(crd)), yaml.clone()));
+        }
     }
     files.push((
         args.docs.clone(),
