@@ -47,9 +47,10 @@ impl GenerateError {
 
 /// The CRDs of every robofleet kind, in a fixed order, as installed.
 ///
-/// Differs from `Kind::crd()` only in integer formats: schemars writes Rust's (`uint32`), which
-/// the API server does not know and warns about on every apply; they become `int32`/`int64`
-/// (the ranges in the schema still bound the values).
+/// Differs from `Kind::crd()` in two ways. Integer formats: schemars writes Rust's (`uint32`),
+/// which the API server does not know and warns about on every apply; they become
+/// `int32`/`int64` (the ranges in the schema still bound the values). Descriptions: the line
+/// breaks of the `///` comments are joined (paragraphs kept), so `kubectl explain` can wrap them.
 pub fn crds() -> Vec<CustomResourceDefinition> {
     [
         InferenceService::crd(),
@@ -57,11 +58,19 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         SensorSim::crd(),
     ]
     .into_iter()
-    .map(normalize_formats)
+    .map(normalize)
     .collect()
 }
 
-fn normalize_formats(crd: CustomResourceDefinition) -> CustomResourceDefinition {
+/// Joins the lines of each paragraph with spaces; paragraphs stay separated by a blank line.
+pub fn unwrap_lines(text: &str) -> String {
+    text.split("\n\n")
+        .map(|para| para.lines().map(str::trim).collect::<Vec<_>>().join(" "))
+        .collect::<Vec<_>>()
+        .join("\n\n")
+}
+
+fn normalize(crd: CustomResourceDefinition) -> CustomResourceDefinition {
     fn fix(v: &mut Value) {
         match v {
             Value::Object(map) => {
@@ -71,6 +80,9 @@ fn normalize_formats(crd: CustomResourceDefinition) -> CustomResourceDefinition 
                         "uint64" | "uint" => *f = "int64".into(),
                         _ => {}
                     }
+                }
+                if let Some(Value::String(d)) = map.get_mut("description") {
+                    *d = unwrap_lines(d);
                 }
                 map.values_mut().for_each(fix);
             }

@@ -360,3 +360,18 @@ fn kinds_have_names_columns_and_status() {
         assert!(cols.contains(&c), "InferenceService lacks column {c}");
     }
 }
+
+#[test]
+fn descriptions_are_unwrapped_for_kubectl_explain() {
+    assert_eq!(generate::unwrap_lines("a b\n c\n\nd\ne"), "a b c\n\nd e");
+    for (kind, facts) in all_facts() {
+        for f in &facts.fields {
+            assert!(
+                !f.description.replace("\n\n", "").contains('\n'),
+                "{kind} {}: {:?}",
+                f.path,
+                f.description
+            );
+        }
+    }
+}
