@@ -25,7 +25,11 @@ def main(paths):
         )
     print()
     for r in rows:
-        print(f"- {r['model']}: {r['rounds']} rounds x {r['per_round']} requests per side, {r['date']}; command: `{r['command']}`")
+        print(
+            f"- {r['model']}: {r['rounds']} rounds x {r['per_round']} requests per side, {r['date']}; "
+            f"machine load average after the run {r.get('loadavg_after', '?')}, CPUs usable by the run {r.get('cpus_online', '?')}; "
+            f"command: `{r['command']}`"
+        )
 
 
 if __name__ == "__main__":

@@ -190,6 +190,12 @@ async fn serve_overhead() {
                 .map(|v| v.trim().to_owned())
         })
         .unwrap_or_default();
+    let loadavg = std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ");
     let result = json!({
         "benchmark": "serve_overhead",
         "commit": cmd_output("git", &["rev-parse", "HEAD"]),
@@ -197,6 +203,8 @@ async fn serve_overhead() {
         "date": cmd_output("date", &["-u", "+%Y-%m-%dT%H:%M:%SZ"]),
         "cpu_model": cpu,
         "cpus_allowed": cpus_allowed,
+        "cpus_online": std::thread::available_parallelism().map_or(0, |n| n.get()),
+        "loadavg_after": loadavg,
         "command": std::env::var("ROBOFLEET_BENCH_COMMAND").unwrap_or_else(|_| "cargo test -p inference-sidecar --test bench".into()),
         "model": model.file_name().map(|n| n.to_string_lossy().into_owned()),
         "input_shapes": inputs.iter().map(|(_, s, _)| s.clone()).collect::<Vec<_>>(),
