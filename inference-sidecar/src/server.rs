@@ -466,3 +466,7 @@ async fn infer_inner(
     }
     Ok(resp)
 }
+
+#[cfg(test)]
+#[path = "server_tests.rs"]
+mod tests;
