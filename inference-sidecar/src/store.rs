@@ -445,6 +445,38 @@ mod tests {
         assert_eq!(s.fetch(&tls).await.unwrap_err().kind(), "download");
     }
 
+    #[test]
+    fn evict_deletes_the_oldest_unprotected_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache");
+        std::fs::create_dir_all(&cache).unwrap();
+        let refs: Vec<ModelRef> = ["a", "b", "c"]
+            .iter()
+            .map(|c| format!("file:///x@{}", c.repeat(64)).parse().unwrap())
+            .collect();
+        for (age, r) in refs.iter().enumerate() {
+            let path = cache.join(format!("{}.onnx", r.sha256));
+            std::fs::write(&path, b"x").unwrap();
+            let f = std::fs::File::options().append(true).open(&path).unwrap();
+            f.set_modified(SystemTime::now() - Duration::from_secs(100 * (age as u64 + 1)))
+                .unwrap();
+        }
+        std::fs::write(cache.join(".partial"), b"not a model").unwrap();
+        let s = ModelStore::new(cache.clone(), 1 << 20, 1, Duration::from_secs(1));
+        // keep 1: only "c" stays, the oldest but in use; the partial download is not a model
+        let mut evicted = s.evict(&[&refs[2]]).unwrap();
+        evicted.sort();
+        assert_eq!(
+            evicted,
+            vec![
+                format!("{}.onnx", "a".repeat(64)),
+                format!("{}.onnx", "b".repeat(64))
+            ]
+        );
+        assert!(s.path_of(&refs[2]).exists());
+        assert!(cache.join(".partial").exists());
+    }
+
     #[tokio::test]
     async fn oversized_models_are_refused() {
         let dir = tempfile::tempdir().unwrap();
