@@ -1,7 +1,8 @@
 //! `SafetyPolicy`: stop, slow-down and warn zones around each selected robot, enforced by the
 //! safety monitor (`ros2-bridge safety`) that watches the robot's LIDAR and publishes a stop lock.
 //!
-//! Frames follow REP 103: x forward, y left, angles counter-clockwise from x, in radians.
+//! Frames follow REP 103: x forward, y left; angles are in degrees, counter-clockwise, 0 = ahead
+//! (as the monitor's policy file and `--sector-deg` flag write them).
 //! Zones are in `base_link` unless `source.frame` is `laser`.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
@@ -41,7 +42,7 @@ use crate::rollout::RolloutPhase;
      "message": "spec.output.heartbeat must be shorter than spec.source.sourceTimeout (the lock is recomputed every heartbeat)"},
     {"rule": "self.zones.all(z, self.zones.exists_one(x, x.name == z.name))",
      "message": "spec.zones: zone names must be unique"},
-    {"rule": "self.zones.all(a, self.zones.all(b, !(a.shape == 'sector' && b.shape == 'sector' && a.angleMin == b.angleMin && a.angleMax == b.angleMax && ((a.action == 'stop' && b.action != 'stop') || (a.action == 'slowdown' && b.action == 'warn'))) || a.range < b.range))",
+    {"rule": "self.zones.all(a, self.zones.all(b, !(a.shape == 'sector' && b.shape == 'sector' && a.minAngleDeg == b.minAngleDeg && a.maxAngleDeg == b.maxAngleDeg && ((a.action == 'stop' && b.action != 'stop') || (a.action == 'slowdown' && b.action == 'warn'))) || a.range < b.range))",
      "message": "spec.zones: sectors on the same angles must keep range(stop) < range(slowdown) < range(warn)"},
 ]))]
 pub struct SafetyPolicySpec {
@@ -118,14 +119,15 @@ impl Default for Source {
 
 /// The laser's pose in `base_link`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct Transform2D {
     /// `[x, y]` of the laser in meters from `base_link`'s origin (x forward, y left).
     #[serde(default)]
     pub position: Point2,
-    /// Rotation in radians, counter-clockwise from `base_link`'s x axis (-π..π).
+    /// Rotation of the laser in degrees (-180..180), counter-clockwise from `base_link`'s x axis.
     #[serde(default)]
-    #[schemars(range(min = -3.15, max = 3.15))]
-    pub yaw: f64,
+    #[schemars(range(min = -180.0, max = 180.0))]
+    pub yaw_deg: f64,
 }
 
 /// Frame of the zones when no transform is given.
@@ -140,14 +142,16 @@ pub enum SourceFrame {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
-    {"rule": "(self.shape == 'sector') == (has(self.angleMin) && has(self.angleMax) && has(self.range))",
-     "message": "spec.zones[]: shape sector needs angleMin, angleMax and range, and only sectors take them"},
-    {"rule": "!has(self.angleMin) || !has(self.angleMax) || self.angleMin < self.angleMax",
-     "message": "spec.zones[]: angleMin must be less than angleMax"},
+    {"rule": "(self.shape == 'sector') == (has(self.minAngleDeg) && has(self.maxAngleDeg) && has(self.range))",
+     "message": "spec.zones[]: shape sector needs minAngleDeg, maxAngleDeg and range, and only sectors take them"},
+    {"rule": "!has(self.minAngleDeg) || !has(self.maxAngleDeg) || self.minAngleDeg < self.maxAngleDeg",
+     "message": "spec.zones[]: minAngleDeg must be less than maxAngleDeg"},
+    {"rule": "!has(self.minRange) || (self.shape == 'sector' && has(self.range) && self.minRange < self.range)",
+     "message": "spec.zones[]: minRange applies only to sectors and must be less than range"},
     {"rule": "(self.shape == 'polygon') == has(self.points)",
      "message": "spec.zones[]: shape polygon needs points (3-64), and only polygons take them"},
-    {"rule": "(self.shape == 'circle') == has(self.radius)",
-     "message": "spec.zones[]: shape circle needs radius, and only circles take it"},
+    {"rule": "(self.shape == 'circle') == has(self.radius) && (self.shape == 'circle' || !has(self.center))",
+     "message": "spec.zones[]: shape circle needs radius (and may set center); only circles take them"},
     {"rule": "self.action == 'slowdown' || !has(self.speedLimitPercent)",
      "message": "spec.zones[]: speedLimitPercent applies only to action slowdown"},
 ]))]
@@ -158,7 +162,8 @@ pub struct Zone {
         regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     )]
     pub name: String,
-    /// `sector` (angleMin, angleMax, range), `polygon` (points) or `circle` (radius).
+    /// `sector` (minAngleDeg, maxAngleDeg, range, minRange), `polygon` (points) or `circle`
+    /// (radius, center).
     pub shape: ZoneShape,
     /// `stop` publishes the stop lock, `slowdown` a `nav2_msgs/SpeedLimit`, `warn` only counts.
     pub action: ZoneAction,
@@ -166,18 +171,23 @@ pub struct Zone {
     #[serde(default = "default_one")]
     #[schemars(range(min = 1, max = 100))]
     pub min_points: u32,
-    /// Sector: start angle in radians (-π..π), counter-clockwise from the frame's x axis.
+    /// Sector: first bearing in degrees (-180..180), counter-clockwise, 0 = straight ahead
+    /// (the frame's x axis), 90 = left.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = -3.15, max = 3.15))]
-    pub angle_min: Option<f64>,
-    /// Sector: end angle in radians, greater than `angleMin`.
+    #[schemars(range(min = -180.0, max = 180.0))]
+    pub min_angle_deg: Option<f64>,
+    /// Sector: last bearing in degrees, greater than `minAngleDeg`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = -3.15, max = 3.15))]
-    pub angle_max: Option<f64>,
-    /// Sector: distance in meters from the frame's origin (greater than 0).
+    #[schemars(range(min = -180.0, max = 180.0))]
+    pub max_angle_deg: Option<f64>,
+    /// Sector: outer radius in meters from the frame's origin (greater than 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0.0, max = 100.0), extend("exclusiveMinimum" = true))]
     pub range: Option<f64>,
+    /// Sector: inner radius in meters (default 0: the sector reaches the origin).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 100.0))]
+    pub min_range: Option<f64>,
     /// Polygon: 3-64 vertices `[x, y]` in meters, in order (either winding), not
     /// self-intersecting, e.g. `[[0.5, 0.3], [0.5, -0.3], [-0.3, -0.3], [-0.3, 0.3]]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -187,6 +197,9 @@ pub struct Zone {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0.0, max = 100.0), extend("exclusiveMinimum" = true))]
     pub radius: Option<f64>,
+    /// Circle: centre `[x, y]` in meters (default the frame's origin).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub center: Option<Point2>,
     /// Slowdown: speed limit as a percentage (1-100) of the robot's maximum speed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1.0, max = 100.0))]
@@ -197,7 +210,7 @@ pub struct Zone {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ZoneShape {
-    /// An annular sector from the origin: angles and a range.
+    /// A sector (annular with `minRange`) around the origin: bearings and a range.
     Sector,
     /// A polygon.
     Polygon,

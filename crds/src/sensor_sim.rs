@@ -2,7 +2,8 @@
 //! run in a sandbox (never on a live robot's ROS graph) against units under test, with
 //! expectations that decide whether it Succeeded.
 //!
-//! Coordinates are in the sensor's frame (`frameId`), REP 103: x forward, y left, meters.
+//! Geometry is in the sensor's frame (`frameId`): bearings in degrees, counter-clockwise, 0 =
+//! straight ahead (REP 103 x axis); distances in meters.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
 use kube::CustomResource;
@@ -38,12 +39,14 @@ use crate::duration::GoDuration;
 #[schemars(extend("x-kubernetes-validations" = [
     {"rule": "!has(self.faults) || self.sensor.type == 'camera' || !has(self.faults.corruptImageRate)",
      "message": "spec.faults.corruptImageRate applies only to sensor.type camera"},
-    {"rule": "!has(self.faults) || self.sensor.type == 'lidar2d' || (!has(self.faults.nanRate) && !has(self.faults.negInfRate))",
-     "message": "spec.faults.nanRate and negInfRate apply only to sensor.type lidar2d"},
+    {"rule": "!has(self.faults) || self.sensor.type == 'lidar2d' || (!has(self.faults.nanRate) && !has(self.faults.negInfRate) && !has(self.faults.blindAfter))",
+     "message": "spec.faults.nanRate, negInfRate and blindAfter apply only to sensor.type lidar2d"},
     {"rule": "!has(self.scenario) || self.sensor.type == 'lidar2d' || !has(self.scenario.obstacles) || size(self.scenario.obstacles) == 0",
      "message": "spec.scenario.obstacles apply only to sensor.type lidar2d"},
-    {"rule": "!has(self.expect) || !self.expect.exists(e, has(e.safetyStopWithin) || has(e.stopOnStallWithin)) || (has(self.unitsUnderTest) && has(self.unitsUnderTest.safetyPolicyRef)) || self.template",
-     "message": "spec.expect: safety expectations need spec.unitsUnderTest.safetyPolicyRef (or template: true, filled in by a rollout preflight)"},
+    {"rule": "!has(self.expect) || !self.expect.exists(e, has(e.safetyStopWithin) || has(e.safetyReleaseWithin)) || (has(self.unitsUnderTest) && has(self.unitsUnderTest.safetyPolicyRef)) || self.template",
+     "message": "spec.expect: safety expectations (safetyStopWithin, safetyReleaseWithin) need spec.unitsUnderTest.safetyPolicyRef (or template: true, filled in by a rollout preflight)"},
+    {"rule": "!has(self.expect) || !self.expect.exists(e, has(e.whenSensorFault) && e.whenSensorFault) || (has(self.faults) && (has(self.faults.stallAfter) || has(self.faults.blindAfter)))",
+     "message": "spec.expect: whenSensorFault needs spec.faults.stallAfter or blindAfter"},
     {"rule": "!has(self.expect) || !self.expect.exists(e, has(e.maxDecodeErrorRatio)) || self.sensor.type == 'camera'",
      "message": "spec.expect: maxDecodeErrorRatio applies only to sensor.type camera"},
 ]))]
@@ -127,31 +130,31 @@ pub enum SensorType {
     Camera,
 }
 
-/// LaserScan geometry.
+/// LaserScan geometry. Bearings in degrees, counter-clockwise, 0 = straight ahead.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
-    {"rule": "self.angleMin < self.angleMax", "message": "spec.sensor.lidar.angleMin must be less than angleMax"},
+    {"rule": "self.angleMinDeg < self.angleMaxDeg", "message": "spec.sensor.lidar.angleMinDeg must be less than angleMaxDeg"},
     {"rule": "self.rangeMin < self.rangeMax", "message": "spec.sensor.lidar.rangeMin must be less than rangeMax"},
 ]))]
 pub struct Lidar {
-    /// Beams per scan.
+    /// Beams per scan, evenly spread over `[angleMinDeg, angleMaxDeg)`.
     #[serde(default = "default_beams")]
     #[schemars(range(min = 1, max = 4096))]
     pub beams: u32,
-    /// First beam angle in radians (-π..π), counter-clockwise from x.
+    /// Bearing of the first beam in degrees (-180..180; LaserScan `angle_min`, in radians there).
     #[serde(default = "default_angle_min")]
-    #[schemars(range(min = -3.15, max = 3.15))]
-    pub angle_min: f64,
-    /// Last beam angle in radians.
+    #[schemars(range(min = -180.0, max = 180.0))]
+    pub angle_min_deg: f64,
+    /// End of the field of view in degrees (exclusive).
     #[serde(default = "default_angle_max")]
-    #[schemars(range(min = -3.15, max = 3.15))]
-    pub angle_max: f64,
-    /// Shortest valid range in meters (`range_min`).
+    #[schemars(range(min = -180.0, max = 180.0))]
+    pub angle_max_deg: f64,
+    /// Shortest valid range in meters (LaserScan `range_min`).
     #[serde(default = "default_range_min")]
     #[schemars(range(min = 0.0, max = 100.0))]
     pub range_min: f64,
-    /// Longest valid range in meters (`range_max`).
+    /// Longest valid range in meters (LaserScan `range_max`).
     #[serde(default = "default_range_max")]
     #[schemars(range(min = 0.0, max = 100.0), extend("exclusiveMinimum" = true))]
     pub range_max: f64,
@@ -218,12 +221,14 @@ pub struct Scenario {
     pub obstacles: Vec<Obstacle>,
 }
 
-/// A round obstacle moving in a straight line.
+/// A round obstacle on a fixed bearing, moving along it (toward the sensor when `speed` > 0).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
     {"rule": "!has(self.disappearAt) || duration(self.appearAt) < duration(self.disappearAt)",
      "message": "spec.scenario.obstacles[]: appearAt must be before disappearAt"},
+    {"rule": "self.minDistance <= self.startDistance",
+     "message": "spec.scenario.obstacles[]: minDistance must not exceed startDistance"},
 ]))]
 pub struct Obstacle {
     /// Obstacle name (used in assertion results).
@@ -232,16 +237,24 @@ pub struct Obstacle {
         regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     )]
     pub name: String,
-    /// Centre `[x, y]` at `appearAt`, in meters in the sensor frame (x forward, y left).
-    pub position: crate::common::Point2,
-    /// Velocity `[x, y]` in meters per second in the sensor frame (`[-0.5, 0]` approaches the
-    /// sensor head-on from the front).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub velocity: Option<crate::common::Point2>,
-    /// Radius in meters.
-    #[serde(default = "default_radius")]
+    /// Bearing from the sensor in degrees (-180..180), counter-clockwise, 0 = straight ahead.
+    #[schemars(range(min = -180.0, max = 180.0))]
+    pub bearing_deg: f64,
+    /// Distance in meters from the sensor to the obstacle's surface at `appearAt`.
+    #[schemars(range(min = 0.0, max = 100.0), extend("exclusiveMinimum" = true))]
+    pub start_distance: f64,
+    /// Approach speed in meters per second (positive comes closer, negative moves away).
+    #[serde(default)]
+    #[schemars(range(min = -20.0, max = 20.0))]
+    pub speed: f64,
+    /// Closest distance in meters it comes to (it stops there).
+    #[serde(default = "default_min_distance")]
+    #[schemars(range(min = 0.0, max = 100.0))]
+    pub min_distance: f64,
+    /// Diameter in meters.
+    #[serde(default = "default_obstacle_width")]
     #[schemars(range(min = 0.0, max = 10.0), extend("exclusiveMinimum" = true))]
-    pub radius: f64,
+    pub width: f64,
     /// When it appears, from the start of the run (Go duration).
     #[serde(default = "default_zero")]
     pub appear_at: GoDuration,
@@ -269,20 +282,26 @@ pub struct Faults {
     /// Stop publishing after this long (Go duration): a stalled sensor.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stall_after: Option<GoDuration>,
+    /// Every lidar reading NaN from this time on (Go duration): a blinded sensor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blind_after: Option<GoDuration>,
     /// Share (0..1) of camera messages with corrupt image data.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0.0, max = 1.0))]
     pub corrupt_image_rate: Option<f64>,
 }
 
-/// One expectation: exactly one of `safetyStopWithin`, `stopOnStallWithin`, `maxDecodeErrorRatio`.
+/// One expectation: exactly one of `safetyStopWithin` (with one trigger), `safetyReleaseWithin`
+/// or `maxDecodeErrorRatio`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
-    {"rule": "[has(self.safetyStopWithin), has(self.stopOnStallWithin), has(self.maxDecodeErrorRatio)].filter(x, x).size() == 1",
-     "message": "spec.expect[]: set exactly one of safetyStopWithin, stopOnStallWithin or maxDecodeErrorRatio"},
-    {"rule": "has(self.safetyStopWithin) == has(self.whenDistanceBelow)",
-     "message": "spec.expect[]: safetyStopWithin and whenDistanceBelow go together"},
+    {"rule": "[has(self.safetyStopWithin), has(self.safetyReleaseWithin), has(self.maxDecodeErrorRatio)].filter(x, x).size() == 1",
+     "message": "spec.expect[]: set exactly one of safetyStopWithin, safetyReleaseWithin or maxDecodeErrorRatio"},
+    {"rule": "has(self.safetyStopWithin) ? (has(self.whenDistanceBelow) != (has(self.whenSensorFault) && self.whenSensorFault)) : (!has(self.whenDistanceBelow) && !has(self.whenSensorFault))",
+     "message": "spec.expect[]: safetyStopWithin takes exactly one trigger, whenDistanceBelow or whenSensorFault: true (and only it takes them)"},
+    {"rule": "!has(self.safetyReleaseNotBefore) || (has(self.safetyReleaseWithin) && duration(self.safetyReleaseNotBefore) < duration(self.safetyReleaseWithin))",
+     "message": "spec.expect[]: safetyReleaseNotBefore needs safetyReleaseWithin and must be shorter"},
 ]))]
 pub struct Expectation {
     /// Name used in the status (default: derived from the kind of expectation).
@@ -292,17 +311,22 @@ pub struct Expectation {
         regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     )]
     pub name: Option<String>,
-    /// The stop lock turns `true` within this time (Go duration) after an obstacle comes closer
-    /// than `whenDistanceBelow`.
+    /// The stop lock reads `true` (stop) within this time (Go duration) after the trigger.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub safety_stop_within: Option<GoDuration>,
-    /// Distance in meters from the sensor that must trigger a stop.
+    /// Trigger: the nearest obstacle comes closer than this many meters to the sensor.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0.0, max = 100.0), extend("exclusiveMinimum" = true))]
     pub when_distance_below: Option<f64>,
-    /// The stop lock turns `true` within this time after the sensor stalls (`faults.stallAfter`).
+    /// Trigger: the sensor stalls or is blinded (`faults.stallAfter` / `blindAfter`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stop_on_stall_within: Option<GoDuration>,
+    pub when_sensor_fault: Option<bool>,
+    /// The stop lock reads `false` (clear) within this time after the last obstacle left the zones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub safety_release_within: Option<GoDuration>,
+    /// ...and not before this time (the policy's `release.holdTime`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub safety_release_not_before: Option<GoDuration>,
     /// Camera: highest share (0..1) of frames the detection bridge may fail to decode.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0.0, max = 1.0))]
@@ -435,16 +459,16 @@ fn default_beams() -> u32 {
     360
 }
 fn default_angle_min() -> f64 {
-    -std::f64::consts::PI
+    -180.0
 }
 fn default_angle_max() -> f64 {
-    std::f64::consts::PI
+    180.0
 }
 fn default_range_min() -> f64 {
     0.05
 }
 fn default_range_max() -> f64 {
-    12.0
+    30.0
 }
 fn default_width() -> u32 {
     640
@@ -452,8 +476,11 @@ fn default_width() -> u32 {
 fn default_height() -> u32 {
     480
 }
-fn default_radius() -> f64 {
+fn default_min_distance() -> f64 {
     0.1
+}
+fn default_obstacle_width() -> f64 {
+    0.2
 }
 fn default_zero() -> GoDuration {
     GoDuration::from("0s")

@@ -357,8 +357,8 @@ async fn kubectl_explain_shows_the_field_docs() -> anyhow::Result<()> {
             &["64 lowercase hex characters"][..],
         ),
         (
-            "safetypolicy.spec.zones.angleMin",
-            &["radians", "counter-clockwise"][..],
+            "safetypolicy.spec.zones.minAngleDeg",
+            &["degrees", "counter-clockwise"][..],
         ),
         (
             "safetypolicy.spec.output.stopTopic",
