@@ -84,7 +84,7 @@ impl FromStr for ModelRef {
     type Err = StoreError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || StoreError::BadReference(s.chars().take(200).collect());
+        let bad = || StoreError::BadReference(redact_uri(s).chars().take(200).collect());
         let (uri, digest) = s.rsplit_once('@').ok_or_else(bad)?;
         let digest = digest.strip_prefix("sha256:").unwrap_or(digest);
         if uri.is_empty() || digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -97,9 +97,34 @@ impl FromStr for ModelRef {
     }
 }
 
+impl ModelRef {
+    /// The URI without credentials or query string, for logs and errors.
+    pub fn redacted_uri(&self) -> String {
+        redact_uri(&self.uri)
+    }
+}
+
+/// Hides `user:password@` and the query string (signed URLs) of a URI.
+pub fn redact_uri(uri: &str) -> String {
+    let Some((scheme, rest)) = uri.split_once("://") else {
+        return uri.to_owned();
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let authority = match authority.rsplit_once('@') {
+        Some((_, host)) => format!("***@{host}"),
+        None => authority.to_owned(),
+    };
+    let path = match path.split_once('?') {
+        Some((p, _)) => format!("{p}?***"),
+        None => path.to_owned(),
+    };
+    format!("{scheme}://{authority}{path}")
+}
+
+/// Shown with the URI redacted: this is what logs print.
 impl std::fmt::Display for ModelRef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}@{}", self.uri, self.sha256)
+        write!(f, "{}@{}", self.redacted_uri(), self.sha256)
     }
 }
 
@@ -195,7 +220,7 @@ impl ModelStore {
             .await
             .unwrap_or_else(|_| {
                 Err(StoreError::Download {
-                    uri: model.uri.clone(),
+                    uri: model.redacted_uri(),
                     message: format!("timed out after {:?}", self.download_timeout),
                 })
             });
@@ -209,7 +234,7 @@ impl ModelStore {
         if actual != model.sha256 {
             let _ = tokio::fs::remove_file(&tmp).await;
             return Err(StoreError::Digest {
-                uri: model.uri.clone(),
+                uri: model.redacted_uri(),
                 expected: model.sha256.clone(),
                 actual,
             });
@@ -257,7 +282,7 @@ impl ModelStore {
         let mut hasher = Sha256::new();
         let mut written: u64 = 0;
         let too_large = || StoreError::TooLarge {
-            uri: model.uri.clone(),
+            uri: model.redacted_uri(),
             limit: self.max_bytes,
         };
         if let Some(path) = model.uri.strip_prefix("file://") {
@@ -280,7 +305,7 @@ impl ModelStore {
             }
         } else if model.uri.starts_with("http://") || model.uri.starts_with("https://") {
             let dl = |message: String| StoreError::Download {
-                uri: model.uri.clone(),
+                uri: model.redacted_uri(),
                 message,
             };
             let uri: hyper::Uri = model.uri.parse().map_err(|e| dl(format!("{e}")))?;
@@ -367,6 +392,18 @@ mod tests {
             size,
             used: SystemTime::UNIX_EPOCH + Duration::from_secs(1000 - age),
         }
+    }
+
+    #[test]
+    fn credentials_and_queries_are_redacted() {
+        assert_eq!(
+            redact_uri("https://u:secret@h:8/m.onnx?sig=abc"),
+            "https://***@h:8/m.onnx?***"
+        );
+        assert_eq!(redact_uri("http://h/m.onnx"), "http://h/m.onnx");
+        assert_eq!(redact_uri("file:///m.onnx"), "file:///m.onnx");
+        let r: ModelRef = format!("http://u:p@h/a.onnx@{D}").parse().unwrap();
+        assert!(!r.to_string().contains("u:p"), "{r}");
     }
 
     #[test]
