@@ -399,11 +399,12 @@ impl Default for ModelCache {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Ports {
-    /// Inference API port, bound to 127.0.0.1 only.
+    /// Inference API port (HTTP, Open Inference Protocol), bound to 127.0.0.1 only. Default 8000,
+    /// as Triton.
     #[serde(default = "default_inference_port")]
     #[schemars(range(min = 1024, max = 65535))]
     pub inference: u16,
-    /// `/metrics` and health port, bound to the robot's address.
+    /// `/metrics` and health port, bound to the robot's address. Default 8002, as Triton.
     #[serde(default = "default_metrics_port")]
     #[schemars(range(min = 1024, max = 65535))]
     pub metrics: u16,
@@ -520,7 +521,7 @@ fn default_max_concurrency() -> u32 {
     1
 }
 fn default_max_queue() -> u32 {
-    16
+    64
 }
 fn default_request_timeout() -> GoDuration {
     GoDuration::from("1s")
@@ -544,10 +545,10 @@ fn default_keep() -> u32 {
     2
 }
 fn default_inference_port() -> u16 {
-    8500
+    8000
 }
 fn default_metrics_port() -> u16 {
-    9464
+    8002
 }
 fn default_true() -> bool {
     true
