@@ -80,6 +80,16 @@ async fn shutdown_signal() {
     }
 }
 
+/// Requests admitted at once: a full queue, a batch on every inference thread, and as many again
+/// having their bodies read (they may find room once a run ends).
+fn admitted(cfg: &ServeConfig) -> usize {
+    let running = cfg.max_concurrency.saturating_mul(cfg.max_batch_size);
+    cfg.max_queue
+        .saturating_add(running)
+        .saturating_mul(2)
+        .min(tokio::sync::Semaphore::MAX_PERMITS)
+}
+
 /// Runs the server until SIGTERM/SIGINT (Ok) or until no model can be served (Err).
 pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
     let metrics = Metrics::new();
@@ -93,6 +103,7 @@ pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
         },
         max_request_bytes: cfg.max_request_bytes,
         request_timeout: cfg.request_timeout,
+        admission: tokio::sync::Semaphore::new(admitted(&cfg)),
     });
     let api = bind(cfg.listen).await?;
     let admin = bind(cfg.admin_listen).await?;

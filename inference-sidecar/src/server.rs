@@ -44,6 +44,9 @@ pub struct AppState {
     pub max_request_bytes: usize,
     /// request deadline
     pub request_timeout: Duration,
+    /// requests admitted at once (queued, running, or having their body read): bounds memory to
+    /// this many times `max_request_bytes`; beyond it, 429 before the body is read
+    pub admission: tokio::sync::Semaphore,
 }
 
 impl AppState {
@@ -305,6 +308,13 @@ async fn infer_inner(
             Outcome::invalid
         };
         Failure(status, outcome, msg)
+    })?;
+    let _admitted = st.admission.try_acquire().map_err(|_| {
+        Failure(
+            StatusCode::TOO_MANY_REQUESTS,
+            Outcome::rejected,
+            "too many requests in flight (the inference queue is full)".into(),
+        )
     })?;
     if let Some(enc) = headers.get(header::CONTENT_ENCODING)
         && enc.as_bytes() != b"identity"

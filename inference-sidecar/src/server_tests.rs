@@ -44,7 +44,7 @@ struct Harness {
     go: mpsc::Sender<()>,
 }
 
-fn harness(loaded: bool, max_queue: usize, timeout: Duration) -> Harness {
+fn harness(loaded: bool, max_queue: usize, admitted: usize, timeout: Duration) -> Harness {
     let metrics = Metrics::new();
     let (started_tx, started) = mpsc::channel();
     let (go, go_rx) = mpsc::channel();
@@ -55,6 +55,7 @@ fn harness(loaded: bool, max_queue: usize, timeout: Duration) -> Harness {
         configured: labels(),
         max_request_bytes: 1 << 20,
         request_timeout: timeout,
+        admission: tokio::sync::Semaphore::new(admitted),
     });
     if loaded {
         let spec = |name: &str| TensorSpec {
@@ -122,7 +123,7 @@ fn count(text: &str, outcome: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn success_full_queue_and_deadline_outcomes() {
-    let h = harness(true, 1, Duration::from_millis(200));
+    let h = harness(true, 1, 8, Duration::from_millis(200));
     // A succeeds
     let st = h.state.clone();
     let a = tokio::spawn(async move { call(&st, infer_request()).await });
@@ -162,9 +163,27 @@ async fn success_full_queue_and_deadline_outcomes() {
     assert!(h.started.try_recv().is_err(), "the expired request was run");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admission_refuses_before_reading_the_body() {
+    let h = harness(true, 8, 1, Duration::from_secs(5));
+    let st = h.state.clone();
+    let a = tokio::spawn(async move { call(&st, infer_request()).await });
+    h.started.recv().unwrap();
+    // the one admission permit is held by the running request: the next is refused at once
+    let (status, body) = call(&h.state, infer_request()).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(body["error"].as_str().unwrap().contains("in flight"));
+    h.go.send(()).unwrap();
+    assert_eq!(a.await.unwrap().0, StatusCode::OK);
+    // the permit is back once the response is out
+    h.go.send(()).unwrap();
+    assert_eq!(call(&h.state, infer_request()).await.0, StatusCode::OK);
+    h.state.serving.get().unwrap().scheduler.join();
+}
+
 #[tokio::test]
 async fn not_ready_and_draining_are_refused() {
-    let h = harness(false, 4, Duration::from_secs(1));
+    let h = harness(false, 4, 8, Duration::from_secs(1));
     let (status, _) = call(&h.state, infer_request()).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     let ready = Request::get("/v2/health/ready")
@@ -177,7 +196,7 @@ async fn not_ready_and_draining_are_refused() {
     let live = Request::get("/v2/health/live").body(Body::empty()).unwrap();
     assert_eq!(call(&h.state, live).await.0, StatusCode::OK);
 
-    let h2 = harness(true, 4, Duration::from_secs(1));
+    let h2 = harness(true, 4, 8, Duration::from_secs(1));
     h2.state.draining.store(true, Ordering::SeqCst);
     assert_eq!(
         call(&h2.state, infer_request()).await.0,
