@@ -51,8 +51,9 @@ pub struct InferenceServiceSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("x-kubernetes-validations" = [{"rule": SELECTOR_RULE, "message": "spec.robotSelector must set matchLabels or matchExpressions; omit it to select every robot"}]))]
     pub robot_selector: Option<LabelSelector>,
-    /// How a new revision reaches the robots. Defaults to a one-robot canary with a 5 minute
-    /// pause, then the rest at most 10% of robots at a time.
+    /// How a new revision reaches the robots. Omitted: a one-robot canary with a 5 minute pause,
+    /// then the rest at most 10% of robots at a time. Once written, it replaces that default
+    /// whole: list the waves too (strategy `Waves` needs at least one).
     #[serde(default = "default_rollout")]
     pub rollout: RolloutSpec,
     /// `true` stops the rollout where it is (robots keep what they run). Git-visible; wins over the
