@@ -491,3 +491,37 @@ async fn a_missing_onnx_runtime_library_says_what_to_do() {
         "{log}"
     );
 }
+
+#[tokio::test]
+async fn fixtures_match_their_generator() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = fixture("make_models.py");
+    let out = tokio::process::Command::new(common::python())
+        .arg(&script)
+        .arg("--out")
+        .arg(dir.path())
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let generated = entry.unwrap().path();
+        let name = generated
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let committed = std::fs::read(fixture(&name)).unwrap_or_default();
+        assert!(
+            std::fs::read(&generated).unwrap() == committed,
+            "tests/fixtures/models/{name} differs from make_models.py's output: regenerate and commit it"
+        );
+        n += 1;
+    }
+    assert_eq!(n, 4);
+}
