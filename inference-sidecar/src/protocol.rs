@@ -49,6 +49,15 @@ pub enum ProtocolError {
     /// A parameter has the wrong type.
     #[error("parameter {0:?} has the wrong type")]
     BadParameter(&'static str),
+    /// A `Content-Encoding` other than gzip, deflate or identity.
+    #[error("Content-Encoding {0:?} is not supported (gzip, deflate, identity)")]
+    UnsupportedEncoding(String),
+    /// The compressed body is corrupt.
+    #[error("cannot decompress the request body: {0}")]
+    Decompress(String),
+    /// The body, once decompressed, is larger than the limit.
+    #[error("request body is larger than the limit of {0} bytes once decompressed")]
+    TooLarge(usize),
     /// A tensor could not be decoded.
     #[error("input {name:?}: {source}")]
     Tensor {
@@ -70,9 +79,40 @@ impl ProtocolError {
             | Self::BinaryTrailing(_)
             | Self::BinaryWithoutHeader(_) => "binary_length",
             Self::NoData(_) | Self::DuplicateInput(_) | Self::BadParameter(_) => "bad_request",
+            Self::UnsupportedEncoding(_) => "unsupported_encoding",
+            Self::Decompress(_) => "bad_compression",
+            Self::TooLarge(_) => "too_large",
             Self::Tensor { source, .. } => source.kind(),
         }
     }
+}
+
+/// Decompresses a request body sent with `Content-Encoding` (`tritonclient`'s
+/// `request_compression_algorithm`: `gzip`, or `deflate` meaning the zlib format), refusing to
+/// produce more than `limit` bytes (a small compressed body can expand enormously).
+pub fn decompress(encoding: &str, body: &[u8], limit: usize) -> Result<Vec<u8>, ProtocolError> {
+    use std::io::Read;
+    let encoding = encoding.trim().to_ascii_lowercase();
+    let mut reader: Box<dyn Read + '_> = match encoding.as_str() {
+        "identity" | "" => return Ok(body.to_vec()),
+        "gzip" | "x-gzip" => Box::new(flate2::read::GzDecoder::new(body)),
+        "deflate" => Box::new(flate2::read::ZlibDecoder::new(body)),
+        _ => {
+            return Err(ProtocolError::UnsupportedEncoding(
+                encoding.chars().take(20).collect(),
+            ));
+        }
+    };
+    let mut out = Vec::with_capacity(body.len().saturating_mul(2).min(limit));
+    let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
+    (&mut reader)
+        .take(cap)
+        .read_to_end(&mut out)
+        .map_err(|e| ProtocolError::Decompress(e.to_string()))?;
+    if out.len() > limit {
+        return Err(ProtocolError::TooLarge(limit));
+    }
+    Ok(out)
 }
 
 #[derive(Deserialize)]
@@ -409,6 +449,35 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(e, ProtocolError::DuplicateInput(_)));
+    }
+
+    #[test]
+    fn decompression_is_bounded() {
+        use std::io::Write;
+        let body = vec![b'a'; 10_000];
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(&body).unwrap();
+        let gz = gz.finish().unwrap();
+        assert_eq!(decompress("gzip", &gz, 10_000).unwrap(), body);
+        assert!(matches!(
+            decompress("gzip", &gz, 9_999),
+            Err(ProtocolError::TooLarge(9_999))
+        ));
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        z.write_all(&body).unwrap();
+        assert_eq!(
+            decompress("deflate", &z.finish().unwrap(), 1 << 20).unwrap(),
+            body
+        );
+        assert_eq!(
+            decompress("gzip", b"not gzip", 100).unwrap_err().kind(),
+            "bad_compression"
+        );
+        assert_eq!(
+            decompress("br", b"x", 100).unwrap_err().kind(),
+            "unsupported_encoding"
+        );
+        assert_eq!(decompress("identity", b"x", 100).unwrap(), b"x");
     }
 
     #[test]

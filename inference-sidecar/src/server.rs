@@ -316,14 +316,6 @@ async fn infer_inner(
             "too many requests in flight (the inference queue is full)".into(),
         )
     })?;
-    if let Some(enc) = headers.get(header::CONTENT_ENCODING)
-        && enc.as_bytes() != b"identity"
-    {
-        return Err(Failure::invalid(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "compressed request bodies are not supported",
-        ));
-    }
     let limit = st.max_request_bytes;
     let too_large = || {
         Failure::invalid(
@@ -350,6 +342,32 @@ async fn infer_inner(
             )
         }
     })?;
+    let bytes = match headers.get(header::CONTENT_ENCODING) {
+        None => bytes,
+        Some(enc) => {
+            let enc = enc.to_str().unwrap_or("?").to_owned();
+            let decoded =
+                tokio::task::spawn_blocking(move || protocol::decompress(&enc, &bytes, limit))
+                    .await
+                    .map_err(|e| {
+                        Failure(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            Outcome::error,
+                            e.to_string(),
+                        )
+                    })?;
+            match decoded {
+                Ok(b) => bytes::Bytes::from(b),
+                Err(e @ protocol::ProtocolError::UnsupportedEncoding(_)) => {
+                    return Err(Failure::invalid(StatusCode::UNSUPPORTED_MEDIA_TYPE, e));
+                }
+                Err(e @ protocol::ProtocolError::TooLarge(_)) => {
+                    return Err(Failure::invalid(StatusCode::PAYLOAD_TOO_LARGE, e));
+                }
+                Err(e) => return Err(Failure::invalid(StatusCode::BAD_REQUEST, e)),
+            }
+        }
+    };
     let header_len = match headers.get(HEADER_CONTENT_LENGTH) {
         None => None,
         Some(v) => Some(v.to_str().map_err(|_| {

@@ -264,10 +264,16 @@ async fn bad_requests_are_4xx_json_errors_counted_invalid() {
         ("empty body", vec![], Vec::new(), 400),
         ("over the limit", vec![], vec![b' '; 5000], 413),
         (
-            "compressed",
-            vec![("content-encoding", "gzip".into())],
+            "unsupported encoding",
+            vec![("content-encoding", "br".into())],
             b"x".to_vec(),
             415,
+        ),
+        (
+            "corrupt gzip",
+            vec![("content-encoding", "gzip".into())],
+            b"not gzip".to_vec(),
+            400,
         ),
     ];
     for (what, headers, body, status) in raw_cases {

@@ -11,7 +11,7 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 
-def infer(client, model, a, b, binary, outputs=True):
+def infer(client, model, a, b, binary, outputs=True, compression=None):
     in0 = httpclient.InferInput("INPUT0", list(a.shape), "FP32")
     in0.set_data_from_numpy(a, binary_data=binary)
     in1 = httpclient.InferInput("INPUT1", list(b.shape), "INT32")
@@ -22,7 +22,14 @@ def infer(client, model, a, b, binary, outputs=True):
             httpclient.InferRequestedOutput("OUTPUT0", binary_data=binary),
             httpclient.InferRequestedOutput("OUTPUT1", binary_data=binary),
         ]
-    result = client.infer(model, [in0, in1], outputs=requested, request_id=f"binary={binary}")
+    result = client.infer(
+        model,
+        [in0, in1],
+        outputs=requested,
+        request_id=f"binary={binary}",
+        request_compression_algorithm=compression,
+        response_compression_algorithm=compression,
+    )
     assert result.get_response()["id"] == f"binary={binary}", result.get_response()
     return result.as_numpy("OUTPUT0"), result.as_numpy("OUTPUT1")
 
@@ -43,8 +50,11 @@ def main():
     json_out = infer(client, model, a, b, binary=False)
     bin_out = infer(client, model, a, b, binary=True)
     default_out = infer(client, model, a, b, binary=False, outputs=False)  # binary_data_output
+    gzip_out = infer(client, model, a, b, binary=True, compression="gzip")
+    deflate_out = infer(client, model, a, b, binary=False, compression="deflate")
     expected = (a + b.astype(np.float32), b * 2)
-    for name, got in (("json", json_out), ("binary", bin_out), ("default", default_out)):
+    runs = (("json", json_out), ("binary", bin_out), ("default", default_out), ("gzip", gzip_out), ("deflate", deflate_out))
+    for name, got in runs:
         for want, have in zip(expected, got):
             assert have.dtype == want.dtype, (name, have.dtype, want.dtype)
             np.testing.assert_array_equal(have, want, err_msg=name)
