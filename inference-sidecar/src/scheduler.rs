@@ -183,7 +183,7 @@ impl Scheduler {
     ) -> std::io::Result<Self> {
         let queue = Arc::new(Queue {
             state: Mutex::new(State {
-                jobs: VecDeque::with_capacity(config.max_queue),
+                jobs: VecDeque::with_capacity(config.max_queue.min(1024)),
                 closed: false,
             }),
             ready: Condvar::new(),

@@ -245,7 +245,8 @@ impl Tensor {
         data: &Value,
     ) -> Result<Self, TensorError> {
         let expected = element_count(&shape)?;
-        let mut flat = Vec::with_capacity(expected);
+        // the shape is the client's claim: never reserve more than the data can hold
+        let mut flat = Vec::new();
         flatten(data, &mut flat);
         if flat.len() != expected {
             return Err(TensorError::ElementCount {
@@ -502,6 +503,18 @@ mod tests {
         let e =
             Tensor::from_le_bytes("t".into(), DataType::Fp64, vec![i64::MAX / 2], &[]).unwrap_err();
         assert_eq!(e.kind(), "bad_shape");
+    }
+
+    #[test]
+    fn a_huge_claimed_shape_with_little_data_is_an_error_not_an_allocation() {
+        let e = Tensor::from_json(
+            "t".into(),
+            DataType::Fp32,
+            vec![1 << 40, 1 << 20],
+            &json!([1]),
+        )
+        .unwrap_err();
+        assert_eq!(e.kind(), "length_mismatch");
     }
 
     #[test]
