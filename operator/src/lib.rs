@@ -2,6 +2,141 @@
 //! robots, rolls models out wave by wave, and reports what it observes.
 //!
 //! Data flow (each reconcile): fetch the object and the robots it selects, validate (pure),
-//! compute the desired children and the rollout step (pure, given observations and `now`),
-//! server-side apply, then write status once. Nothing of this is built yet: the crate exists so
-//! the workspace layout, lints and CI cover it from the start.
+//! compute the desired children and the rollout step (pure, given observations and `now`,
+//! [`core`]), server-side apply ([`apply`]), then write status once and only on change.
+//! [`controller`] holds one module per kind; [`run`] wires the watches: the custom resources, the
+//! pods they own (label-selected), and Nodes through a reflector whose changes re-trigger every
+//! resource. Built so far: InferenceService placement (one pod per selected robot at the current
+//! revision, revisions in ControllerRevisions, namespace and image allow-lists, status with
+//! counts). SafetyPolicy, SensorSim, waves, analysis and leader election come next.
+
+pub mod apply;
+pub mod config;
+pub mod controller;
+pub mod core;
+pub mod metrics;
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::runtime::controller::Controller;
+use kube::runtime::reflector;
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client};
+use robofleet_crds::InferenceService;
+
+use crate::config::Config;
+use crate::controller::{Context, inference_service};
+use crate::metrics::Metrics;
+
+/// Label selector for the pods this operator owns.
+pub const OWNED_PODS: &str = "app.kubernetes.io/managed-by=robofleet-operator";
+
+/// Runs the operator until SIGTERM or Ctrl-C.
+pub async fn run(config: Config, client: Client) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::default());
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let server = {
+        let metrics = metrics.clone();
+        let mut rx = shutdown_rx.clone();
+        let addr = config.metrics_addr;
+        tokio::spawn(async move {
+            metrics::serve(addr, metrics, async move {
+                let _ = rx.wait_for(|v| *v).await;
+            })
+            .await
+        })
+    };
+
+    // Nodes: a reflector strips what the operator never reads; only label, readiness, taint and
+    // schedulability changes re-trigger reconciles.
+    let (nodes, node_writer) = reflector::store::<Node>();
+    let node_stream = watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .modify(|n| {
+            n.metadata.managed_fields = None;
+            n.metadata.annotations = None;
+            if let Some(s) = n.status.as_mut() {
+                s.images = None;
+                s.node_info = None;
+                s.volumes_attached = None;
+                s.volumes_in_use = None;
+            }
+        })
+        .reflect(node_writer)
+        .applied_objects()
+        .predicate_filter(node_relevant_hash, Default::default());
+
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        config,
+        nodes: nodes.clone(),
+        metrics: metrics.clone(),
+    });
+    let isvcs = Api::<InferenceService>::all(client.clone());
+    let pods = Api::<Pod>::all(client.clone());
+    let controller = Controller::new(isvcs, watcher::Config::default().any_semantic());
+    let ready_metrics = metrics.clone();
+    let nodes_ready = nodes.clone();
+    tokio::spawn(async move {
+        if nodes_ready.wait_until_ready().await.is_ok() {
+            ready_metrics.set_ready(true);
+        }
+    });
+    let mut shutdown = shutdown_rx.clone();
+    controller
+        .owns(pods, watcher::Config::default().labels(OWNED_PODS))
+        .reconcile_all_on(node_stream.filter_map(|n| async move { n.ok().map(|_| ()) }))
+        .graceful_shutdown_on(async move {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = sigterm() => {}
+                _ = shutdown.wait_for(|v| *v) => {}
+            }
+        })
+        .run(
+            inference_service::reconcile,
+            inference_service::error_policy,
+            ctx,
+        )
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "controller event");
+            }
+        })
+        .await;
+    let _ = shutdown_tx.send(true);
+    let _ = server.await;
+    Ok(())
+}
+
+async fn sigterm() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut s) => {
+            s.recv().await;
+        }
+        Err(_) => std::future::pending().await,
+    }
+}
+
+/// Hash of the Node fields placement depends on: labels, readiness, taints, unschedulable.
+fn node_relevant_hash(node: &Node) -> Option<u64> {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut h = DefaultHasher::new();
+    node.metadata.labels.hash(&mut h);
+    if let Some(spec) = &node.spec {
+        spec.unschedulable.hash(&mut h);
+        for t in spec.taints.iter().flatten() {
+            (&t.key, &t.effect, &t.value).hash(&mut h);
+        }
+    }
+    let ready = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
+        .map(|c| c.status.clone());
+    ready.hash(&mut h);
+    Some(h.finish())
+}

@@ -1,0 +1,108 @@
+//! Operator configuration: flags and environment, validated into one [`Config`].
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use clap::Parser;
+
+use crate::core::isvc::ImageAllowList;
+
+/// robofleet-operator: runs InferenceService workloads on robots.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub struct Args {
+    /// Address for /metrics, /healthz and /readyz.
+    #[arg(long, env = "ROBOFLEET_METRICS_ADDR", default_value = "127.0.0.1:9090")]
+    pub metrics_addr: SocketAddr,
+    /// Allowed sidecar images as `name=image` (repeatable or comma-separated); the first is the
+    /// default unless --default-image names another.
+    #[arg(
+        long = "image",
+        env = "ROBOFLEET_IMAGES",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub images: Vec<String>,
+    /// Allow-list entry used when spec.runtime.image is omitted.
+    #[arg(long, env = "ROBOFLEET_DEFAULT_IMAGE")]
+    pub default_image: Option<String>,
+    /// hostPaths (model caches) must lie under this prefix.
+    #[arg(
+        long,
+        env = "ROBOFLEET_HOST_PATH_PREFIX",
+        default_value = "/var/lib/robofleet"
+    )]
+    pub host_path_prefix: String,
+}
+
+/// Why the configuration is invalid.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// An `--image` value is not `name=image`.
+    #[error("--image {0:?} must be name=image")]
+    BadImage(String),
+    /// `--default-image` names no entry.
+    #[error("--default-image {0:?} is not one of the --image names")]
+    UnknownDefault(String),
+}
+
+/// The validated configuration, passed whole.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Address for /metrics, /healthz and /readyz.
+    pub metrics_addr: SocketAddr,
+    /// Image allow-list.
+    pub images: ImageAllowList,
+    /// Allowed hostPath prefix.
+    pub host_path_prefix: String,
+}
+
+impl Args {
+    /// Validates the flags into a [`Config`].
+    pub fn validate(self) -> Result<Config, ConfigError> {
+        let mut entries = BTreeMap::new();
+        let mut first = None;
+        for item in &self.images {
+            let (name, image) = item
+                .split_once('=')
+                .filter(|(n, i)| !n.is_empty() && !i.is_empty())
+                .ok_or_else(|| ConfigError::BadImage(item.clone()))?;
+            first.get_or_insert_with(|| name.to_owned());
+            entries.insert(name.to_owned(), image.to_owned());
+        }
+        let default_entry = match self.default_image {
+            Some(d) if entries.contains_key(&d) => d,
+            Some(d) => return Err(ConfigError::UnknownDefault(d)),
+            None => first.unwrap_or_default(),
+        };
+        Ok(Config {
+            metrics_addr: self.metrics_addr,
+            images: ImageAllowList {
+                entries,
+                default_entry,
+            },
+            host_path_prefix: self.host_path_prefix,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn images_parse_and_default_to_the_first() {
+        let args = Args::parse_from([
+            "op",
+            "--image",
+            "cpu=reg/sidecar@sha256:1,gpu=reg/gpu@sha256:2",
+        ]);
+        let c = args.validate().unwrap();
+        assert_eq!(c.images.default_entry, "cpu");
+        assert_eq!(c.images.entries.len(), 2);
+        let bad = Args::parse_from(["op", "--image", "nonsense"]).validate();
+        assert!(matches!(bad, Err(ConfigError::BadImage(_))));
+        let bad = Args::parse_from(["op", "--image", "a=b", "--default-image", "c"]).validate();
+        assert!(matches!(bad, Err(ConfigError::UnknownDefault(_))));
+    }
+}

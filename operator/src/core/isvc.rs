@@ -1,0 +1,469 @@
+//! InferenceService → the pod each selected robot runs. The pod template is rendered once per
+//! revision and is the same for every robot; the per-robot pod adds only the node affinity and the
+//! robot's ROS domain. The revision is a hash of the rendered template, so any spec change that
+//! alters the template is a new revision and metadata-only changes are not.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    Affinity, Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
+    HostPathVolumeSource, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm,
+    ObjectFieldSelector, Pod, PodSpec, Probe, SeccompProfile, SecurityContext, Toleration, Volume,
+    VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use robofleet_crds::inference_service::{ExecutionProvider, InferenceServiceSpec};
+use robofleet_crds::labels;
+use serde::{Deserialize, Serialize};
+
+use super::naming::{pod_name, short_hash};
+use super::robots::Robot;
+
+/// Where the sidecar sees the model cache inside the pod.
+pub const MODEL_CACHE_MOUNT: &str = "/var/cache/robofleet/models";
+/// Container name of the inference sidecar.
+pub const SIDECAR_CONTAINER: &str = "inference-sidecar";
+
+/// The operator's image allow-list: entry name → image reference (by digest in production).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ImageAllowList {
+    /// Allowed sidecar images by entry name.
+    pub entries: BTreeMap<String, String>,
+    /// Entry used when `spec.runtime.image` is omitted.
+    pub default_entry: String,
+}
+
+/// Why a spec cannot be rendered into a pod.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RenderError {
+    /// `spec.runtime.image` names no allow-list entry.
+    #[error("image {0:?} is not in the operator's allow-list (allowed: {1})")]
+    ImageNotAllowed(String, String),
+    /// The model cache is outside the prefix the cluster admin allowed.
+    #[error("spec.runtime.modelCache.hostPath {0:?} is not under the allowed prefix {1:?}")]
+    HostPathNotAllowed(String, String),
+}
+
+impl RenderError {
+    /// Bounded label for metrics and events.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::ImageNotAllowed(..) => "image_not_allowed",
+            Self::HostPathNotAllowed(..) => "host_path_not_allowed",
+        }
+    }
+}
+
+/// What rendering needs besides the spec.
+#[derive(Clone, Debug)]
+pub struct RenderContext<'a> {
+    /// The allow-list.
+    pub images: &'a ImageAllowList,
+    /// Model-cache hostPaths must lie under this prefix.
+    pub host_path_prefix: &'a str,
+    /// Model reference (`uri@sha256`) of the stable revision, passed as `--fallback-model`.
+    pub fallback_model: Option<String>,
+}
+
+/// The robot-independent pod template of one revision, as stored in its ControllerRevision.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Template {
+    /// Pod spec without node affinity and ROS domain.
+    pub spec: PodSpec,
+}
+
+impl Template {
+    /// The revision: a hash of the template's canonical JSON (field order is fixed by the types).
+    pub fn revision(&self) -> String {
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        short_hash(&json, 10)
+    }
+}
+
+fn field_env(name: &str, path: &str) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: path.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn provider_arg(p: &ExecutionProvider) -> &'static str {
+    match p {
+        ExecutionProvider::TensorRT => "tensorrt",
+        ExecutionProvider::Cuda => "cuda",
+        ExecutionProvider::Cpu => "cpu",
+    }
+}
+
+/// Renders the sidecar pod template of `spec` (the service is `name`).
+pub fn render(
+    name: &str,
+    spec: &InferenceServiceSpec,
+    ctx: &RenderContext<'_>,
+) -> Result<Template, RenderError> {
+    let entry = spec
+        .runtime
+        .image
+        .clone()
+        .unwrap_or_else(|| ctx.images.default_entry.clone());
+    let image = ctx.images.entries.get(&entry).cloned().ok_or_else(|| {
+        let allowed: Vec<_> = ctx.images.entries.keys().cloned().collect();
+        RenderError::ImageNotAllowed(entry.clone(), allowed.join(", "))
+    })?;
+    let cache = &spec.runtime.model_cache;
+    let prefix = ctx.host_path_prefix.trim_end_matches('/');
+    if !(cache.host_path == prefix || cache.host_path.starts_with(&format!("{prefix}/"))) {
+        return Err(RenderError::HostPathNotAllowed(
+            cache.host_path.clone(),
+            prefix.to_owned(),
+        ));
+    }
+    let rt = &spec.runtime;
+    let model = &spec.model;
+    let mut args = vec![
+        "serve".to_owned(),
+        format!("--model={}@{}", model.uri, model.sha256),
+        format!("--model-name={name}"),
+        format!(
+            "--model-version={}",
+            model
+                .version
+                .clone()
+                .unwrap_or_else(|| model.sha256[..12.min(model.sha256.len())].to_owned())
+        ),
+        format!("--listen=127.0.0.1:{}", rt.ports.inference),
+        format!("--admin-listen=$(HOST_IP):{}", rt.ports.metrics),
+        format!(
+            "--execution-providers={}",
+            rt.execution_providers
+                .iter()
+                .map(provider_arg)
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+        format!("--max-concurrency={}", rt.max_concurrency),
+        format!("--max-queue={}", rt.max_queue),
+        format!("--request-timeout={}", rt.request_timeout.as_str()),
+        format!("--max-request-bytes={}", rt.max_request_bytes),
+        format!("--warmup-runs={}", model.warmup.iterations),
+        format!("--model-cache={MODEL_CACHE_MOUNT}"),
+        format!("--model-cache-max-bytes={}", cache.max_bytes),
+        format!("--model-cache-keep={}", cache.keep),
+    ];
+    if let Some(t) = rt.intra_op_threads {
+        args.push(format!("--intra-op-threads={t}"));
+    }
+    if let Some(b) = &rt.batching {
+        args.push(format!("--max-batch-size={}", b.max_batch_size));
+        args.push(format!("--max-queue-delay={}", b.max_queue_delay.as_str()));
+    }
+    if let Some(fallback) = &ctx.fallback_model {
+        args.push(format!("--fallback-model={fallback}"));
+    }
+    let container = Container {
+        name: SIDECAR_CONTAINER.into(),
+        image: Some(image),
+        args: Some(args),
+        env: Some(vec![
+            field_env("HOST_IP", "status.hostIP"),
+            field_env("ROBOT", "spec.nodeName"),
+        ]),
+        ports: Some(vec![ContainerPort {
+            name: Some("metrics".into()),
+            container_port: i32::from(rt.ports.metrics),
+            ..Default::default()
+        }]),
+        readiness_probe: Some(Probe {
+            http_get: Some(HTTPGetAction {
+                path: Some("/v2/health/ready".into()),
+                port: IntOrString::Int(i32::from(rt.ports.metrics)),
+                ..Default::default()
+            }),
+            period_seconds: Some(2),
+            failure_threshold: Some(2),
+            ..Default::default()
+        }),
+        resources: rt.resources.clone(),
+        volume_mounts: Some(vec![VolumeMount {
+            name: "model-cache".into(),
+            mount_path: MODEL_CACHE_MOUNT.into(),
+            ..Default::default()
+        }]),
+        security_context: Some(restricted_security_context()),
+        ..Default::default()
+    };
+    let spec = PodSpec {
+        host_network: Some(true),
+        dns_policy: Some("ClusterFirstWithHostNet".into()),
+        containers: vec![container],
+        runtime_class_name: rt.runtime_class_name.clone(),
+        restart_policy: Some("Always".into()),
+        termination_grace_period_seconds: Some(30),
+        tolerations: Some(robot_tolerations()),
+        volumes: Some(vec![Volume {
+            name: "model-cache".into(),
+            host_path: Some(HostPathVolumeSource {
+                path: cache.host_path.clone(),
+                type_: Some("DirectoryOrCreate".into()),
+            }),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    };
+    Ok(Template { spec })
+}
+
+/// The "restricted" pod security settings robot pods keep although their namespace is privileged.
+pub fn restricted_security_context() -> SecurityContext {
+    SecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(65532),
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            ..Default::default()
+        }),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Tolerations with no time limit: a robot off Wi-Fi keeps its pods.
+pub fn robot_tolerations() -> Vec<Toleration> {
+    [
+        ("node.kubernetes.io/not-ready", "NoExecute"),
+        ("node.kubernetes.io/unreachable", "NoExecute"),
+        ("node.kubernetes.io/unschedulable", "NoSchedule"),
+        ("node.kubernetes.io/disk-pressure", "NoSchedule"),
+        ("node.kubernetes.io/memory-pressure", "NoSchedule"),
+        ("node.kubernetes.io/pid-pressure", "NoSchedule"),
+        ("node.kubernetes.io/network-unavailable", "NoSchedule"),
+    ]
+    .into_iter()
+    .map(|(key, effect)| Toleration {
+        key: Some(key.into()),
+        operator: Some("Exists".into()),
+        effect: Some(effect.into()),
+        toleration_seconds: None,
+        ..Default::default()
+    })
+    .collect()
+}
+
+/// Identity of the owning custom resource, for labels and the ownerReference.
+#[derive(Clone, Debug)]
+pub struct Owner {
+    /// Kind (`InferenceService`).
+    pub kind: String,
+    /// Name of the resource.
+    pub name: String,
+    /// Namespace of the resource.
+    pub namespace: String,
+    /// ownerReference to put on children.
+    pub reference: OwnerReference,
+}
+
+/// Labels every child of `owner` carries (never `app.kubernetes.io/instance`: Argo CD would prune).
+pub fn child_labels(owner: &Owner, component: &str) -> BTreeMap<String, String> {
+    [
+        ("app.kubernetes.io/name", "robofleet"),
+        ("app.kubernetes.io/component", component),
+        ("app.kubernetes.io/managed-by", "robofleet-operator"),
+        (labels::OWNER_KIND, owner.kind.as_str()),
+        (labels::OWNER, owner.name.as_str()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+/// The pod `robot` runs for `owner` at `revision`.
+pub fn robot_pod(
+    owner: &Owner,
+    template: &Template,
+    revision: &str,
+    robot: &Robot,
+    default_domain: Option<u32>,
+) -> Pod {
+    let mut pod_labels = child_labels(owner, "inference");
+    pod_labels.insert(labels::REVISION.to_owned(), revision.to_owned());
+    let mut spec = template.spec.clone();
+    spec.affinity = Some(Affinity {
+        node_affinity: Some(NodeAffinity {
+            required_during_scheduling_ignored_during_execution: Some(NodeSelector {
+                node_selector_terms: vec![NodeSelectorTerm {
+                    match_fields: Some(vec![NodeSelectorRequirement {
+                        key: "metadata.name".into(),
+                        operator: "In".into(),
+                        values: Some(vec![robot.name.clone()]),
+                    }]),
+                    ..Default::default()
+                }],
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    // ROS domain: the robot's label, else the spec's, else 0.
+    let domain = robot.ros_domain_id().or(default_domain).unwrap_or(0);
+    for c in &mut spec.containers {
+        c.env.get_or_insert_with(Vec::new).push(EnvVar {
+            name: "ROS_DOMAIN_ID".into(),
+            value: Some(domain.to_string()),
+            ..Default::default()
+        });
+    }
+    Pod {
+        metadata: ObjectMeta {
+            name: Some(pod_name("isvc", &owner.name, &robot.name)),
+            namespace: Some(owner.namespace.clone()),
+            labels: Some(pod_labels),
+            owner_references: Some(vec![owner.reference.clone()]),
+            ..Default::default()
+        },
+        spec: Some(spec),
+        status: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use robofleet_crds::InferenceService;
+
+    pub(crate) fn example_spec() -> InferenceServiceSpec {
+        let isvc: InferenceService = serde_json::from_value(serde_json::json!({
+            "apiVersion": "robofleet.io/v1alpha1", "kind": "InferenceService",
+            "metadata": {"name": "detector", "namespace": "fleet"},
+            "spec": {"model": {"uri": "file:///models/a.onnx", "sha256": "a".repeat(64), "version": "v1"}}
+        }))
+        .unwrap();
+        isvc.spec
+    }
+
+    fn images() -> ImageAllowList {
+        ImageAllowList {
+            entries: [(
+                "default".to_owned(),
+                "robofleet/inference-sidecar@sha256:00".to_owned(),
+            )]
+            .into(),
+            default_entry: "default".into(),
+        }
+    }
+
+    fn ctx(images: &ImageAllowList) -> RenderContext<'_> {
+        RenderContext {
+            images,
+            host_path_prefix: "/var/lib/robofleet",
+            fallback_model: None,
+        }
+    }
+
+    #[test]
+    fn template_has_the_robot_pod_guarantees() {
+        let images = images();
+        let t = render("detector", &example_spec(), &ctx(&images)).unwrap();
+        assert_eq!(t.spec.host_network, Some(true));
+        let tolerations = t.spec.tolerations.clone().unwrap();
+        assert!(tolerations.iter().all(|t| t.toleration_seconds.is_none()));
+        assert!(
+            tolerations
+                .iter()
+                .any(|t| t.key.as_deref() == Some("node.kubernetes.io/unreachable"))
+        );
+        let c = &t.spec.containers[0];
+        let args = c.args.clone().unwrap();
+        assert!(args.contains(&format!("--model=file:///models/a.onnx@{}", "a".repeat(64))));
+        assert!(args.iter().any(|a| a.starts_with("--listen=127.0.0.1:")));
+        assert!(c.readiness_probe.is_some());
+        let sc = c.security_context.clone().unwrap();
+        assert_eq!(sc.run_as_non_root, Some(true));
+        assert_eq!(sc.read_only_root_filesystem, Some(true));
+    }
+
+    #[test]
+    fn revision_changes_with_the_model_only() {
+        let images = images();
+        let a = render("detector", &example_spec(), &ctx(&images)).unwrap();
+        let b = render("detector", &example_spec(), &ctx(&images)).unwrap();
+        assert_eq!(a.revision(), b.revision());
+        let mut changed = example_spec();
+        changed.model.sha256 = "b".repeat(64);
+        let c = render("detector", &changed, &ctx(&images)).unwrap();
+        assert_ne!(a.revision(), c.revision());
+    }
+
+    #[test]
+    fn images_and_host_paths_outside_the_allow_lists_are_refused() {
+        let images = images();
+        let mut spec = example_spec();
+        spec.runtime.image = Some("evil".into());
+        let err = render("detector", &spec, &ctx(&images)).unwrap_err();
+        assert_eq!(err.kind(), "image_not_allowed");
+        assert!(err.to_string().contains("default"), "{err}");
+        let mut spec = example_spec();
+        spec.runtime.model_cache.host_path = "/etc".into();
+        assert_eq!(
+            render("detector", &spec, &ctx(&images)).unwrap_err().kind(),
+            "host_path_not_allowed"
+        );
+        spec.runtime.model_cache.host_path = "/var/lib/robofleetx".into();
+        assert!(render("detector", &spec, &ctx(&images)).is_err());
+    }
+
+    #[test]
+    fn robot_pod_is_pinned_to_its_robot_with_its_domain() {
+        let images = images();
+        let t = render("detector", &example_spec(), &ctx(&images)).unwrap();
+        let owner = Owner {
+            kind: "InferenceService".into(),
+            name: "detector".into(),
+            namespace: "fleet".into(),
+            reference: OwnerReference::default(),
+        };
+        let robot = Robot {
+            name: "robot-007".into(),
+            labels: [(labels::ROS_DOMAIN_ID.to_owned(), "12".to_owned())].into(),
+            ready: true,
+        };
+        let pod = robot_pod(&owner, &t, &t.revision(), &robot, Some(3));
+        let spec = pod.spec.unwrap();
+        let term = &spec
+            .affinity
+            .unwrap()
+            .node_affinity
+            .unwrap()
+            .required_during_scheduling_ignored_during_execution
+            .unwrap()
+            .node_selector_terms[0];
+        assert_eq!(
+            term.match_fields.as_ref().unwrap()[0].values,
+            Some(vec!["robot-007".to_owned()])
+        );
+        let env = spec.containers[0].env.clone().unwrap();
+        assert!(
+            env.iter()
+                .any(|e| e.name == "ROS_DOMAIN_ID" && e.value.as_deref() == Some("12"))
+        );
+        let l = pod.metadata.labels.unwrap();
+        assert_eq!(l.get(labels::REVISION), Some(&t.revision()));
+        assert!(!l.contains_key("app.kubernetes.io/instance"));
+        assert_eq!(
+            pod.metadata.name.unwrap(),
+            pod_name("isvc", "detector", "robot-007")
+        );
+    }
+}
