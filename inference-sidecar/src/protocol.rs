@@ -451,6 +451,29 @@ mod tests {
         assert!(matches!(e, ProtocolError::DuplicateInput(_)));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bodies_never_panic(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+                                        split in proptest::option::of(0usize..600)) {
+            let len = split.map(|n| n.to_string());
+            let _ = parse_infer_request(&body, len.as_deref());
+        }
+
+        #[test]
+        fn binary_requests_round_trip(values in proptest::collection::vec(proptest::prelude::any::<i32>(), 0..64)) {
+            let header = serde_json::json!({"inputs": [{"name": "x", "shape": [values.len()], "datatype": "INT32",
+                "parameters": {"binary_data_size": values.len() * 4}}]});
+            let mut body = header.to_string().into_bytes();
+            let n = body.len().to_string();
+            body.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+            let r = parse_infer_request(&body, Some(&n)).unwrap();
+            proptest::prop_assert_eq!(&r.inputs[0].data, &TensorData::Int32(values.clone()));
+            let enc = encode_infer_response("m", None, None, &[(r.inputs[0].clone(), true)]).unwrap();
+            let h = enc.header_length.unwrap();
+            proptest::prop_assert_eq!(enc.body[h..].to_vec(), body[n.parse::<usize>().unwrap()..].to_vec());
+        }
+    }
+
     #[test]
     fn decompression_is_bounded() {
         use std::io::Write;
