@@ -49,6 +49,8 @@ if [[ $ifaces != "lo " ]]; then echo "network namespace has more than loopback: 
 echo "== network namespace interfaces: $ifaces"
 
 trap 'tests/cluster/down.sh' EXIT
+# The pod runner (built by `make build-tests`) runs robofleet-operator pods' binaries on the robots.
+export ROBOFLEET_POD_RUNNER=${ROBOFLEET_POD_RUNNER:-${CARGO_TARGET_DIR:-$REPO/target}/debug/pod-runner}
 if ! tests/cluster/up.sh >/dev/null; then echo "cluster did not start" >&2; exit 1; fi
 # shellcheck disable=SC1091
 source "$ROBOFLEET_CLUSTER_STATE/env"

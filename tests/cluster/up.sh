@@ -208,8 +208,21 @@ options:
   enableProfilingHandler: false
   enableContentionProfiling: false
 KWOK
-  for f in "$BIN"/kwok-stages/*.yaml; do echo '---'; cat "$f"; done
+  # Upstream pod stages leave robofleet-operator pods alone (one NotIn added to each selector);
+  # stages/robofleet-*.yaml make those Running, and the pod runner does the rest.
+  for f in "$BIN"/kwok-stages/*.yaml; do
+    echo '---'
+    case $(basename "$f") in
+      pod-*) sed "/^    matchExpressions:\$/r $HERE/stages/upstream-pod-exclude.fragment" "$f" ;;
+      *) cat "$f" ;;
+    esac
+  done
+  for f in "$HERE"/stages/*.yaml; do echo '---'; cat "$f"; done
 } >"$STATE/kwok.yaml"
+n_pod_stages=$(ls "$BIN"/kwok-stages/pod-*.yaml | wc -l)
+if [[ $(grep -c "operator: 'NotIn'" "$STATE/kwok.yaml") -lt $n_pod_stages ]]; then
+  echo "kwok stages: could not exclude robofleet-operator pods from the upstream pod stages" >&2; exit 1
+fi
 log "starting kwok"
 start kwok "$BIN/kwok" --kubeconfig="$KUBECONFIG_FILE" --config="$STATE/kwok.yaml" \
   --manage-all-nodes=false --manage-nodes-with-label-selector=kwok.x-k8s.io/node=fake \
@@ -227,12 +240,25 @@ wait_for kwok 300 "${KC[@]}" wait --for=condition=Ready node -l type=kwok --time
 # Pods need the namespace's default ServiceAccount, which the controller manager creates.
 wait_for kube-controller-manager 60 "${KC[@]}" -n default get serviceaccount default
 
+# ---- 8. the pod runner, when asked: runs robofleet-operator pods' real binaries on the robots
+RUNNER_ENV=
+if [[ -n ${ROBOFLEET_POD_RUNNER:-} ]]; then
+  log "starting the pod runner"
+  TARGET_BIN=$(dirname "$ROBOFLEET_POD_RUNNER")
+  start pod-runner env KUBECONFIG="$KUBECONFIG_FILE" ROBOFLEET_POD_RUNNER_STATE="$STATE/pod-runner" \
+    ROBOFLEET_POD_RUNNER_IMAGES="${ROBOFLEET_POD_RUNNER_IMAGES:-inference-sidecar=$TARGET_BIN/inference-sidecar,ros2-bridge=$TARGET_BIN/ros2-bridge,busybox=/bin/sh}" \
+    "$ROBOFLEET_POD_RUNNER"
+  wait_for pod-runner 60 grep -q "pod runner watching" "$LOGS/pod-runner.log"
+  RUNNER_ENV="export ROBOFLEET_POD_RUNNER_STATE=$STATE/pod-runner"
+fi
+
 trap - ERR
 cat >"$STATE/env" <<ENV
 export KUBECONFIG=$KUBECONFIG_FILE
 export ROBOFLEET_CLUSTER_STATE=$STATE
 export ROBOFLEET_CLUSTER_BIN=$BIN
 export PATH=$BIN:\$PATH
+$RUNNER_ENV
 ENV
 log "ready"
 cat "$STATE/env"

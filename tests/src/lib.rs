@@ -7,6 +7,8 @@
 //! carries the `kube-system/robofleet-test-ok` marker), [`TestNamespace`] gives each test its own
 //! namespace, and [`wait_until`] polls a condition with a deadline instead of sleeping.
 
+pub mod runner;
+
 use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -46,6 +48,12 @@ pub enum HarnessError {
     /// A Kubernetes API call failed.
     #[error("kubernetes API: {0}")]
     Kube(#[from] kube::Error),
+    /// The local cluster runs no pod runner.
+    #[error(
+        "the local cluster runs no pod runner: start it with ROBOFLEET_POD_RUNNER=<path to the \
+         pod-runner binary> tests/cluster/up.sh (make test does; see docs/development.md)"
+    )]
+    NoPodRunner,
     /// A condition did not hold before its deadline.
     #[error("timed out after {0:?} waiting for {1}")]
     Timeout(Duration, String),
@@ -100,6 +108,23 @@ impl TestCluster {
             eprintln!("skipped {test}: needs the local kwok cluster, not an existing one");
         }
         self.kwok
+    }
+
+    /// For tests that need the pod runner (pods that really run): its state directory (PID
+    /// records under `pids/`), `Ok(None)` with the reason printed on an existing cluster, and an
+    /// error on a local cluster started without the runner.
+    pub fn require_pod_runner(&self, test: &str) -> Result<Option<PathBuf>, HarnessError> {
+        if !self.require_kwok(test) {
+            return Ok(None);
+        }
+        let state = self.state_dir.as_ref().ok_or(HarnessError::NoPodRunner)?;
+        if !state.join("pids").join("pod-runner.pid").exists() {
+            return Err(HarnessError::NoPodRunner);
+        }
+        Ok(Some(
+            std::env::var_os("ROBOFLEET_POD_RUNNER_STATE")
+                .map_or_else(|| state.join("pod-runner"), PathBuf::from),
+        ))
     }
 }
 

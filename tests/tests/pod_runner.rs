@@ -1,0 +1,469 @@
+//! The pod runner makes simulated robots tell the truth: real processes behind robofleet-operator
+//! pods, readiness from real probes, phases from real exit codes, one address per robot, and no
+//! process left once a pod is deleted. Needs the local cluster started with the runner
+//! (`make test` does; see docs/development.md).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{ContainerStatus, Node, Pod};
+use kube::api::{DeleteParams, PostParams};
+use kube::{Api, Client, ResourceExt};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use robofleet_tests::runner::process;
+use robofleet_tests::{TestCluster, TestNamespace, wait_until};
+
+const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/models")
+        .join(name)
+}
+
+/// `file://<fixture>@<sha256>` for a model fixture.
+fn model_ref(name: &str) -> anyhow::Result<String> {
+    let path = fixture(name);
+    let out = std::process::Command::new("sha256sum")
+        .arg(&path)
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let digest = text
+        .split_whitespace()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("no digest for {}", path.display()))?;
+    Ok(format!("file://{}@{digest}", path.display()))
+}
+
+fn require_ort() {
+    assert!(
+        std::env::var_os("ORT_DYLIB_PATH").is_some(),
+        "ORT_DYLIB_PATH is unset: run `make venv` and export it (docs/sidecar.md); the pod runner \
+         passes it to the inference-sidecar processes"
+    );
+}
+
+/// A port free on loopback now (the tests never use fixed ports).
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn managed_pod(name: &str, node: &str, spec: serde_json::Value) -> anyhow::Result<Pod> {
+    let mut spec = spec;
+    spec["nodeName"] = node.into();
+    Ok(serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "labels": {MANAGED_BY: "robofleet-operator"}},
+        "spec": spec,
+    }))?)
+}
+
+/// A hostNetwork inference-sidecar pod whose API and admin listeners are given as 127.0.0.1 and
+/// 0.0.0.0 (as on a real robot); the runner turns both into the robot's address.
+fn sidecar_pod(name: &str, node: &str, model: &str, api: u16, admin: u16) -> anyhow::Result<Pod> {
+    managed_pod(
+        name,
+        node,
+        serde_json::json!({
+            "hostNetwork": true,
+            "terminationGracePeriodSeconds": 5,
+            "containers": [{
+                "name": "sidecar", "image": "ghcr.io/robofleet/inference-sidecar:test",
+                "args": ["serve", "--model", model_ref(model)?,
+                         "--listen", format!("127.0.0.1:{api}"),
+                         "--admin-listen", format!("0.0.0.0:{admin}"),
+                         "--model-cache", "/var/cache/robofleet/models",
+                         "--drain-timeout", "1s"],
+                "volumeMounts": [{"name": "cache", "mountPath": "/var/cache/robofleet/models"}],
+                "ports": [{"name": "admin", "containerPort": admin}],
+                "readinessProbe": {
+                    "httpGet": {"path": "/v2/health/ready", "port": "admin"},
+                    "periodSeconds": 1, "failureThreshold": 1,
+                },
+            }],
+            "volumes": [{"name": "cache", "hostPath": {"path": "/var/cache/robofleet/models",
+                                                       "type": "DirectoryOrCreate"}}],
+        }),
+    )
+}
+
+fn ready(p: &Pod) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+fn phase(p: &Pod) -> &str {
+    p.status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or("")
+}
+
+fn container<'a>(p: &'a Pod, name: &str) -> Option<&'a ContainerStatus> {
+    p.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.name == name))
+}
+
+fn alive(pid: i32) -> bool {
+    kill(Pid::from_raw(pid), None).is_ok()
+}
+
+async fn robot_ip(client: &Client, node: &str) -> anyhow::Result<String> {
+    let n = Api::<Node>::all(client.clone()).get(node).await?;
+    n.status
+        .and_then(|s| s.addresses)
+        .and_then(|a| a.into_iter().find(|a| a.type_ == "InternalIP"))
+        .map(|a| a.address)
+        .ok_or_else(|| anyhow::anyhow!("robot {node} has no InternalIP"))
+}
+
+/// PIDs the runner recorded for a pod's containers (name → PID).
+fn pids(runner_state: &Path, pod: &Pod) -> Vec<(String, i32)> {
+    let uid = pod.uid().unwrap_or_default();
+    process::recorded(&runner_state.join("pids"), &format!("{uid}."))
+}
+
+async fn wait_pod(
+    pods: &Api<Pod>,
+    name: &str,
+    secs: u64,
+    what: &str,
+    mut f: impl FnMut(&Pod) -> bool,
+) -> anyhow::Result<Pod> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    let mut last = None;
+    loop {
+        if let Some(p) = pods.get_opt(name).await? {
+            if f(&p) {
+                return Ok(p);
+            }
+            last = Some(p);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            anyhow::bail!(
+                "timed out after {secs} s waiting for {what}; pod status {:?}",
+                last.and_then(|p| p.status)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// One HTTP GET from the test (same loopback namespace as the robots); the status code.
+fn http_status(addr: &str, path: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut buf = String::new();
+    let _ = s.read_to_string(&mut buf);
+    buf.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[tokio::test]
+#[ignore = "needs cluster"]
+async fn killed_sidecar_loses_ready_within_the_probe_period_and_regains_it() -> anyhow::Result<()> {
+    let cluster = TestCluster::connect().await?;
+    let Some(runner) = cluster.require_pod_runner("killed_sidecar")? else {
+        return Ok(());
+    };
+    require_ort();
+    let ns = TestNamespace::create(&cluster.client, "runner-kill", &[]).await?;
+    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &ns.name);
+    let pod = sidecar_pod(
+        "isvc-kill",
+        "robot-000",
+        "add_mul.onnx",
+        free_port()?,
+        free_port()?,
+    )?;
+    pods.create(&PostParams::default(), &pod).await?;
+    let p = wait_pod(&pods, "isvc-kill", 90, "sidecar Ready", ready).await?;
+    let recorded = pids(&runner, &p);
+    let (_, pid) = recorded
+        .iter()
+        .find(|(k, _)| k.ends_with(".sidecar"))
+        .cloned()
+        .expect("sidecar PID recorded");
+    assert!(alive(pid));
+
+    kill(Pid::from_raw(pid), Signal::SIGKILL)?;
+    let killed_at = tokio::time::Instant::now();
+    // probe period 1 s: not Ready within the period plus the status write
+    wait_pod(&pods, "isvc-kill", 5, "Ready lost after the kill", |p| {
+        !ready(p)
+    })
+    .await?;
+    let lost_after = killed_at.elapsed();
+    let p = wait_pod(
+        &pods,
+        "isvc-kill",
+        60,
+        "Ready again after the restart",
+        |p| ready(p) && container(p, "sidecar").is_some_and(|c| c.restart_count == 1),
+    )
+    .await?;
+    let c = container(&p, "sidecar").expect("status");
+    let last = c
+        .last_state
+        .as_ref()
+        .and_then(|s| s.terminated.as_ref())
+        .expect("last state terminated");
+    assert_eq!(last.exit_code, 137, "SIGKILL is 128 + 9");
+    assert_eq!(last.signal, Some(9));
+    assert_eq!(phase(&p), "Running");
+    let new_pid = pids(&runner, &p)
+        .into_iter()
+        .find(|(k, _)| k.ends_with(".sidecar"))
+        .map(|(_, pid)| pid)
+        .expect("restarted PID recorded");
+    assert_ne!(new_pid, pid);
+    assert!(alive(new_pid));
+    eprintln!("Ready lost {lost_after:?} after the kill");
+    Ok(())
+}
+
+#[tokio::test]
+#[ignore = "needs cluster"]
+async fn model_that_fails_to_load_stays_running_but_not_ready() -> anyhow::Result<()> {
+    let cluster = TestCluster::connect().await?;
+    if cluster.require_pod_runner("failed_model")?.is_none() {
+        return Ok(());
+    }
+    require_ort();
+    let ns = TestNamespace::create(&cluster.client, "runner-badmodel", &[]).await?;
+    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &ns.name);
+    // loads, then fails its warm-up: the sidecar exits 1 and is restarted with backoff
+    let pod = sidecar_pod(
+        "isvc-bad",
+        "robot-001",
+        "warmup_fail.onnx",
+        free_port()?,
+        free_port()?,
+    )?;
+    pods.create(&PostParams::default(), &pod).await?;
+    let mut was_ready = false;
+    let mut saw_phase = String::new();
+    let p = wait_pod(&pods, "isvc-bad", 90, "two failed loads", |p| {
+        was_ready |= ready(p);
+        if phase(p) != "Running" {
+            saw_phase = phase(p).to_owned();
+        }
+        container(p, "sidecar").is_some_and(|c| c.restart_count >= 2)
+    })
+    .await?;
+    assert!(
+        !was_ready && !ready(&p),
+        "a pod whose model fails to load must never be Ready"
+    );
+    assert_eq!(phase(&p), "Running", "phase was {saw_phase:?}");
+    let c = container(&p, "sidecar").expect("status");
+    let last = c
+        .last_state
+        .as_ref()
+        .and_then(|s| s.terminated.as_ref())
+        .expect("last state terminated");
+    assert_eq!(last.exit_code, 1);
+    Ok(())
+}
+
+fn job_pod(name: &str, policy: &str, image: &str, command: &[&str]) -> anyhow::Result<Pod> {
+    managed_pod(
+        name,
+        "robot-002",
+        serde_json::json!({
+            "restartPolicy": policy,
+            "containers": [{
+                "name": "job", "image": image, "command": command,
+                "volumeMounts": [{"name": "work", "mountPath": "/work"}],
+            }],
+            "volumes": [{"name": "work", "emptyDir": {}}],
+        }),
+    )
+}
+
+#[tokio::test]
+#[ignore = "needs cluster"]
+async fn run_to_completion_pods_end_from_the_real_exit_code() -> anyhow::Result<()> {
+    let cluster = TestCluster::connect().await?;
+    if cluster.require_pod_runner("run_to_completion")?.is_none() {
+        return Ok(());
+    }
+    let ns = TestNamespace::create(&cluster.client, "runner-jobs", &[]).await?;
+    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &ns.name);
+    let cases = [
+        job_pod("ok", "Never", "busybox", &["sh", "-c", "exit 0"]),
+        job_pod(
+            "fails",
+            "Never",
+            "busybox",
+            &[
+                "sh",
+                "-c",
+                "echo 'scene 3: obstacle missed' > /dev/termination-log; exit 3",
+            ],
+        ),
+        // the real binary, refusing its configuration
+        job_pod(
+            "bad-flags",
+            "Never",
+            "ghcr.io/robofleet/inference-sidecar:test",
+            &["inference-sidecar", "serve", "--model", "not-a-reference"],
+        ),
+        // fails once, then succeeds: the emptyDir outlives the restart
+        job_pod(
+            "retry",
+            "OnFailure",
+            "busybox",
+            &[
+                "sh",
+                "-c",
+                "if [ -e /work/tried ]; then exit 0; fi; touch /work/tried; exit 1",
+            ],
+        ),
+    ];
+    for p in cases {
+        pods.create(&PostParams::default(), &p?).await?;
+    }
+    let done = |p: &Pod| matches!(phase(p), "Succeeded" | "Failed");
+    let ok = wait_pod(&pods, "ok", 60, "ok finished", done).await?;
+    assert_eq!(phase(&ok), "Succeeded");
+    let fails = wait_pod(&pods, "fails", 60, "fails finished", done).await?;
+    assert_eq!(phase(&fails), "Failed");
+    let t = container(&fails, "job")
+        .and_then(|c| c.state.as_ref())
+        .and_then(|s| s.terminated.clone())
+        .expect("terminated");
+    assert_eq!(t.exit_code, 3);
+    assert_eq!(
+        t.message.as_deref().map(str::trim),
+        Some("scene 3: obstacle missed")
+    );
+    let bad = wait_pod(&pods, "bad-flags", 60, "bad-flags finished", done).await?;
+    assert_eq!(phase(&bad), "Failed");
+    let code = container(&bad, "job")
+        .and_then(|c| c.state.as_ref())
+        .and_then(|s| s.terminated.as_ref())
+        .map(|t| t.exit_code);
+    assert_eq!(
+        code,
+        Some(2),
+        "inference-sidecar exits 2 on invalid configuration"
+    );
+    let retry = wait_pod(&pods, "retry", 60, "retry finished", done).await?;
+    assert_eq!(phase(&retry), "Succeeded");
+    assert_eq!(container(&retry, "job").map(|c| c.restart_count), Some(1));
+    for p in [&ok, &fails, &bad, &retry] {
+        assert!(!ready(p), "{} is finished, not Ready", p.name_any());
+    }
+    Ok(())
+}
+
+#[tokio::test]
+#[ignore = "needs cluster"]
+async fn two_robots_run_the_same_binary_on_the_same_port() -> anyhow::Result<()> {
+    let cluster = TestCluster::connect().await?;
+    let Some(runner) = cluster.require_pod_runner("same_port")? else {
+        return Ok(());
+    };
+    require_ort();
+    let ns = TestNamespace::create(&cluster.client, "runner-ports", &[]).await?;
+    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &ns.name);
+    let (api, admin) = (free_port()?, free_port()?);
+    let robots = ["robot-000", "robot-001"];
+    for (i, robot) in robots.iter().enumerate() {
+        let pod = sidecar_pod(&format!("isvc-{i}"), robot, "add_mul.onnx", api, admin)?;
+        pods.create(&PostParams::default(), &pod).await?;
+    }
+    let mut seen = Vec::new();
+    for (i, robot) in robots.iter().enumerate() {
+        let p = wait_pod(
+            &pods,
+            &format!("isvc-{i}"),
+            90,
+            "both sidecars Ready",
+            ready,
+        )
+        .await?;
+        let ip = robot_ip(&cluster.client, robot).await?;
+        assert_eq!(
+            p.status.as_ref().and_then(|s| s.pod_ip.as_deref()),
+            Some(ip.as_str()),
+            "a hostNetwork pod has its robot's address"
+        );
+        assert_eq!(
+            http_status(&format!("{ip}:{admin}"), "/v2/health/ready"),
+            Some(200)
+        );
+        assert_eq!(
+            http_status(&format!("{ip}:{api}"), "/v2/health/ready"),
+            Some(200)
+        );
+        let pid = pids(&runner, &p).first().map(|(_, pid)| *pid).expect("PID");
+        seen.push((ip, pid));
+    }
+    assert_ne!(seen[0].0, seen[1].0, "different robot addresses");
+    assert_ne!(seen[0].1, seen[1].1, "different processes");
+    assert!(seen.iter().all(|(_, pid)| alive(*pid)));
+    Ok(())
+}
+
+#[tokio::test]
+#[ignore = "needs cluster"]
+async fn deleting_a_pod_stops_its_processes() -> anyhow::Result<()> {
+    let cluster = TestCluster::connect().await?;
+    let Some(runner) = cluster.require_pod_runner("delete_stops")? else {
+        return Ok(());
+    };
+    require_ort();
+    let ns = TestNamespace::create(&cluster.client, "runner-delete", &[]).await?;
+    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &ns.name);
+    let mut pod = sidecar_pod(
+        "isvc-del",
+        "robot-002",
+        "add_mul.onnx",
+        free_port()?,
+        free_port()?,
+    )?;
+    // a second container that ignores SIGTERM: it must be killed after the grace period
+    if let Some(spec) = pod.spec.as_mut() {
+        spec.termination_grace_period_seconds = Some(2);
+        spec.containers
+            .push(serde_json::from_value(serde_json::json!({
+                "name": "stubborn", "image": "busybox",
+                "command": ["sh", "-c", "trap '' TERM; while true; do sleep 1; done"],
+            }))?);
+    }
+    pods.create(&PostParams::default(), &pod).await?;
+    let p = wait_pod(&pods, "isvc-del", 90, "pod Ready", ready).await?;
+    let recorded = pids(&runner, &p);
+    assert_eq!(recorded.len(), 2, "one PID per container: {recorded:?}");
+    assert!(recorded.iter().all(|(_, pid)| alive(*pid)));
+
+    pods.delete("isvc-del", &DeleteParams::default()).await?;
+    wait_until(Duration::from_secs(30), "pod deleted", || async {
+        Ok(pods.get_opt("isvc-del").await?.is_none())
+    })
+    .await?;
+    for (name, pid) in &recorded {
+        wait_until(
+            Duration::from_secs(5),
+            &format!("{name} (PID {pid}) gone"),
+            || async { Ok(!alive(*pid)) },
+        )
+        .await?;
+    }
+    assert!(pids(&runner, &p).is_empty(), "PID records removed");
+    Ok(())
+}
