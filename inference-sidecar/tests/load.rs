@@ -11,9 +11,11 @@ use common::{Http, Server, fixture, metric};
 use serde_json::{Value, json};
 
 const MAX_QUEUE: usize = 8;
-/// Resident memory the server must stay under during the overload (the ONNX Runtime library
-/// alone maps ~35 MB; the queue bound keeps request memory small).
-const RSS_BOUND: u64 = 128 << 20;
+/// Resident memory the server must stay under during the overload. Measured: ~42 MiB idle (the
+/// ONNX Runtime library is most of it), 59-96 MiB under this load, flat after the first ~10 s
+/// (allocator arenas warming up, not a leak: the test prints the RSS trace). The queue and
+/// admission bounds keep request memory small whatever the offered rate.
+const RSS_BOUND: u64 = 192 << 20;
 
 fn request() -> Value {
     json!({"inputs": [{"name": "INPUT0", "shape": [1, 256], "datatype": "FP32", "data": vec![0.5f32; 256]}]})
@@ -72,6 +74,8 @@ async fn overload_is_refused_with_429_and_stays_bounded() {
     let mut max_depth = 0.0f64;
     let mut max_rss = idle_rss;
     let mut next_probe = Instant::now();
+    let mut next_report = Instant::now();
+    let mut rss_trace = Vec::new(); // MiB every 5 s, printed: growth would show a leak
     let start = Instant::now();
     let end = start + Duration::from_secs(seconds);
     let mut tick = tokio::time::interval(interval);
@@ -115,7 +119,12 @@ async fn overload_is_refused_with_429_and_stays_bounded() {
             next_probe = Instant::now() + Duration::from_millis(100);
             let text = s.metrics(&http).await;
             max_depth = max_depth.max(metric(&text, "robofleet_inference_queue_depth"));
-            max_rss = max_rss.max(s.rss_bytes());
+            let rss = s.rss_bytes();
+            max_rss = max_rss.max(rss);
+            if Instant::now() >= next_report {
+                next_report += Duration::from_secs(5);
+                rss_trace.push(rss >> 20);
+            }
         }
     }
     let sent = tasks.len() as u64;
@@ -125,7 +134,7 @@ async fn overload_is_refused_with_429_and_stays_bounded() {
     let [ok, rejected, timeout, other] = [0, 1, 2, 3].map(|i| counts[i].load(Ordering::Relaxed));
     let text = s.metrics(&http).await;
     eprintln!(
-        "sent {sent}: 200={ok} 429={rejected} 504={timeout} other={other} failed={}; max queue depth {max_depth}; max RSS {} MiB",
+        "sent {sent}: 200={ok} 429={rejected} 504={timeout} other={other} failed={}; max queue depth {max_depth}; max RSS {} MiB; RSS every 5 s {rss_trace:?} MiB",
         failures.load(Ordering::Relaxed),
         max_rss >> 20
     );
