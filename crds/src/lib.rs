@@ -8,7 +8,8 @@
 //! `kubectl apply`; durations are Go-style strings checked by a `pattern` and parsed identically by
 //! [`duration::parse`]. [`conditions`] holds the status contract the three kinds share.
 //! [`generate`] turns the types into CRD YAML and a reference page; the `crdgen` binary writes
-//! them to `deploy/crds/` and `docs/reference/crds.md`. The crate also holds the API group and the
+//! them to `deploy/crds/` and `docs/reference/crds.md`. [`validate`] checks what the schema cannot
+//! (duration overflow) for the operator's validate step. The crate also holds the API group and the
 //! label keys placed on robots and children, so the operator, tests and tools spell them once.
 
 pub mod common;
@@ -20,6 +21,7 @@ mod isvc_status;
 pub mod rollout;
 pub mod safety_policy;
 pub mod sensor_sim;
+pub mod validate;
 
 pub use conditions::ResourceStatus;
 pub use duration::GoDuration;
