@@ -370,6 +370,94 @@ async fn run_to_completion_pods_end_from_the_real_exit_code() -> anyhow::Result<
     Ok(())
 }
 
+/// A pod that reports its network namespace and environment as its termination message.
+fn env_report_pod(name: &str, host_network: bool) -> anyhow::Result<Pod> {
+    managed_pod(
+        name,
+        "robot-002",
+        serde_json::json!({
+            "restartPolicy": "Never",
+            "hostNetwork": host_network,
+            "containers": [{
+                "name": "report", "image": "busybox", "command": ["sh", "-c"],
+                "args": ["echo \"$(readlink /proc/self/ns/net) $ROS_DOMAIN_ID $ROS_LOCALHOST_ONLY \
+                          $POD_IP $NODE\" > /dev/termination-log"],
+                "env": [
+                    {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+                    {"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+                ],
+            }],
+        }),
+    )
+}
+
+#[tokio::test]
+#[ignore = "needs cluster"]
+async fn pods_get_downward_api_ros_domain_and_their_own_network_unless_host_network()
+-> anyhow::Result<()> {
+    let cluster = TestCluster::connect().await?;
+    if cluster.require_pod_runner("env_and_netns")?.is_none() {
+        return Ok(());
+    }
+    let ns = TestNamespace::create(&cluster.client, "runner-env", &[]).await?;
+    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &ns.name);
+    let node = Api::<Node>::all(cluster.client.clone())
+        .get("robot-002")
+        .await?;
+    let domain = node
+        .labels()
+        .get(robofleet_crds::labels::ROS_DOMAIN_ID)
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("robot-002 has no ROS domain label"))?;
+    let robot = robot_ip(&cluster.client, "robot-002").await?;
+    let own_netns = std::fs::read_link("/proc/self/ns/net")?;
+    for (name, host_network) in [("sandboxed", false), ("host", true)] {
+        pods.create(&PostParams::default(), &env_report_pod(name, host_network)?)
+            .await?;
+    }
+    for (name, host_network) in [("sandboxed", false), ("host", true)] {
+        let p = wait_pod(&pods, name, 60, "report written", |p| {
+            phase(p) == "Succeeded"
+        })
+        .await?;
+        let pod_ip = p
+            .status
+            .as_ref()
+            .and_then(|s| s.pod_ip.clone())
+            .unwrap_or_default();
+        let report = container(&p, "report")
+            .and_then(|c| c.state.as_ref())
+            .and_then(|s| s.terminated.as_ref())
+            .and_then(|t| t.message.clone())
+            .unwrap_or_default();
+        let fields: Vec<&str> = report.split_whitespace().collect();
+        assert_eq!(fields.len(), 5, "{name}: {report:?}");
+        assert_eq!(
+            fields[0] == own_netns.to_string_lossy(),
+            host_network,
+            "{name}: network namespace {} (the robots' is {})",
+            fields[0],
+            own_netns.display()
+        );
+        assert_eq!(
+            fields[1], domain,
+            "{name}: ROS_DOMAIN_ID from the robot's label"
+        );
+        assert_eq!(
+            fields[2], "1",
+            "{name}: DDS discovery restricted to localhost"
+        );
+        assert_eq!(fields[3], pod_ip, "{name}: status.podIP");
+        assert_eq!(fields[4], "robot-002", "{name}: spec.nodeName");
+        if host_network {
+            assert_eq!(pod_ip, robot, "hostNetwork pods have the robot's address");
+        } else {
+            assert_ne!(pod_ip, robot);
+        }
+    }
+    Ok(())
+}
+
 #[tokio::test]
 #[ignore = "needs cluster"]
 async fn two_robots_run_the_same_binary_on_the_same_port() -> anyhow::Result<()> {
