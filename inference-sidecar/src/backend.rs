@@ -127,21 +127,45 @@ impl ModelSignature {
             .all(|s| s.shape.first() == Some(&-1))
     }
 
-    /// Zero-filled inputs with every dynamic dimension set to 1, for warm-up.
-    pub fn warmup_inputs(&self) -> Vec<Tensor> {
+    /// Zero-filled warm-up inputs: the shape given in `shapes` for an input, else its declared
+    /// shape with every dynamic dimension set to 1. A given shape must fit the declared one.
+    pub fn warmup_inputs(
+        &self,
+        shapes: &[(String, Vec<i64>)],
+    ) -> Result<Vec<Tensor>, SignatureError> {
+        if let Some((name, _)) = shapes
+            .iter()
+            .find(|(n, _)| !self.inputs.iter().any(|s| &s.name == n))
+        {
+            return Err(SignatureError::UnknownInput(name.clone()));
+        }
         self.inputs
             .iter()
             .map(|s| {
-                let shape: Vec<i64> = s.shape.iter().map(|&d| if d < 0 { 1 } else { d }).collect();
+                let shape: Vec<i64> = match shapes.iter().find(|(n, _)| n == &s.name) {
+                    Some((_, given))
+                        if shape_matches(&s.shape, given) && given.iter().all(|&d| d >= 0) =>
+                    {
+                        given.clone()
+                    }
+                    Some((_, given)) => {
+                        return Err(SignatureError::Shape {
+                            name: s.name.clone(),
+                            expected: s.shape.clone(),
+                            got: given.clone(),
+                        });
+                    }
+                    None => s.shape.iter().map(|&d| if d < 0 { 1 } else { d }).collect(),
+                };
                 let n = shape
                     .iter()
                     .map(|&d| usize::try_from(d).unwrap_or(0))
                     .product();
-                Tensor {
+                Ok(Tensor {
                     name: s.name.clone(),
                     shape,
                     data: crate::tensor::TensorData::zeros(s.datatype, n),
-                }
+                })
             })
             .collect()
     }
@@ -251,8 +275,17 @@ mod tests {
         let mut fixed = sig();
         fixed.inputs[0].shape = vec![1, 4];
         assert!(!fixed.is_batchable());
-        let w = sig().warmup_inputs();
+        let w = sig().warmup_inputs(&[]).unwrap();
         assert_eq!(w[0].shape, vec![1, 4]);
         assert_eq!(w[1].data, TensorData::Int32(vec![0; 4]));
+        let w = sig().warmup_inputs(&[("b".into(), vec![3, 4])]).unwrap();
+        assert_eq!(w[0].shape, vec![1, 4]);
+        assert_eq!(w[1].shape, vec![3, 4]);
+        let e = sig()
+            .warmup_inputs(&[("b".into(), vec![3, 5])])
+            .unwrap_err();
+        assert_eq!(e.kind(), "wrong_shape");
+        let e = sig().warmup_inputs(&[("c".into(), vec![1])]).unwrap_err();
+        assert_eq!(e.kind(), "unknown_input");
     }
 }

@@ -24,6 +24,9 @@ pub enum ConfigError {
         /// what is wrong
         message: String,
     },
+    /// A `--warmup-shape` that is not INPUT=DIMS.
+    #[error("--warmup-shape {0:?} is not INPUT=DIMS (e.g. images=1x3x640x640)")]
+    WarmupShape(String),
     /// A value out of range.
     #[error("--{0} must be at least 1")]
     Zero(&'static str),
@@ -41,6 +44,7 @@ impl ConfigError {
             Self::Model(_) => "model",
             Self::Duration { .. } => "duration",
             Self::Zero(_) => "range",
+            Self::WarmupShape(_) => "warmup_shape",
             Self::BatchingRefused(_) => "batching",
         }
     }
@@ -111,6 +115,15 @@ pub struct ServeArgs {
     /// Warm-up runs per inference thread before the server reports ready.
     #[arg(long, env = "ROBOFLEET_WARMUP_RUNS", default_value_t = 1)]
     pub warmup_runs: usize,
+    /// Warm-up shape of an input, INPUT=DIMS (e.g. images=1x3x640x640); repeat or separate with
+    /// ';'. Inputs not named warm up with every dynamic dimension set to 1, which detectors with
+    /// dynamic height and width may not accept.
+    #[arg(
+        long = "warmup-shape",
+        env = "ROBOFLEET_WARMUP_SHAPES",
+        value_delimiter = ';'
+    )]
+    pub warmup_shapes: Vec<String>,
     /// Node-local model cache directory (modelCache.hostPath).
     #[arg(
         long,
@@ -172,6 +185,8 @@ pub struct ServeConfig {
     pub max_request_bytes: usize,
     /// warm-up runs per thread
     pub warmup_runs: usize,
+    /// warm-up shapes by input name
+    pub warmup_shapes: Vec<(String, Vec<i64>)>,
     /// cache directory
     pub model_cache: PathBuf,
     /// cache size bound
@@ -224,6 +239,21 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(total).map_err(|e| format!("{s:?}: {e}"))
 }
 
+/// Parses `INPUT=1x3x640x640`.
+fn parse_shape(s: &str) -> Result<(String, Vec<i64>), ConfigError> {
+    let bad = || ConfigError::WarmupShape(s.chars().take(100).collect());
+    let (name, dims) = s.trim().rsplit_once('=').ok_or_else(bad)?;
+    let dims = dims
+        .split(['x', ','])
+        .map(|d| d.trim().parse::<i64>().ok().filter(|&d| d >= 0))
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(bad)?;
+    if name.is_empty() || dims.is_empty() {
+        return Err(bad());
+    }
+    Ok((name.to_owned(), dims))
+}
+
 fn duration(flag: &'static str, s: &str) -> Result<Duration, ConfigError> {
     parse_duration(s).map_err(|message| ConfigError::Duration { flag, message })
 }
@@ -267,6 +297,12 @@ impl ServeArgs {
             request_timeout: duration("request-timeout", &self.request_timeout)?,
             max_request_bytes: self.max_request_bytes,
             warmup_runs: self.warmup_runs,
+            warmup_shapes: self
+                .warmup_shapes
+                .iter()
+                .filter(|s| !s.trim().is_empty())
+                .map(|s| parse_shape(s))
+                .collect::<Result<_, _>>()?,
             model_cache: self.model_cache,
             model_cache_max_bytes: self.model_cache_max_bytes,
             model_cache_keep: self.model_cache_keep,
@@ -299,6 +335,33 @@ mod tests {
         assert!(parse_duration("10").is_err());
         assert!(parse_duration("5d").is_err());
         assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn warmup_shapes() {
+        let cli = Cli::try_parse_from([
+            "x",
+            "--model",
+            &format!("file:///m.onnx@{D}"),
+            "--warmup-shape",
+            "images=1x3x640x640;mask=1,1",
+        ])
+        .unwrap();
+        let c = cli.serve.validate(1).unwrap();
+        assert_eq!(
+            c.warmup_shapes,
+            vec![
+                ("images".to_owned(), vec![1, 3, 640, 640]),
+                ("mask".to_owned(), vec![1, 1])
+            ]
+        );
+        for bad in ["images", "images=", "=1x2", "images=1x-3", "images=axb"] {
+            assert_eq!(
+                parse_shape(bad).unwrap_err().kind(),
+                "warmup_shape",
+                "{bad}"
+            );
+        }
     }
 
     #[test]

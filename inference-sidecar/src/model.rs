@@ -171,11 +171,14 @@ async fn load_one(
         if cfg.max_batch_size > 1 && !signature.is_batchable() {
             return Err(LoadError::BatchingRefused(cfg.max_batch_size));
         }
+        let warmup = signature
+            .warmup_inputs(&cfg.warmup_shapes)
+            .map_err(|e| LoadError::Warmup(format!("--warmup-shape: {e}")))?;
         let mut backends: Vec<Box<dyn Backend>> = Vec::with_capacity(sessions.len());
         for session in sessions {
             let mut b = OrtBackend::new(session);
             for _ in 0..cfg.warmup_runs {
-                b.infer(signature.warmup_inputs())
+                b.infer(warmup.clone())
                     .map_err(|e| LoadError::Warmup(e.to_string()))?;
             }
             backends.push(Box::new(b));

@@ -531,3 +531,21 @@ async fn fixtures_match_their_generator() {
     }
     assert_eq!(n, 4);
 }
+
+#[tokio::test]
+async fn a_warmup_shape_lets_a_model_that_rejects_batch_one_warm_up() {
+    let http = Http::new();
+    let mut s = Server::with_model(
+        &fixture("warmup_fail.onnx"),
+        &["--warmup-shape", "INPUT0=3x4"],
+    );
+    s.wait_ready(&http).await;
+    let body = json!({"inputs": [{"name": "INPUT0", "shape": [3, 4], "datatype": "FP32", "data": vec![1.0f32; 12]}]});
+    let r = http
+        .post_json(&format!("{}/v2/models/model/infer", s.api), &body)
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.json()["outputs"][0]["shape"], json!([3, 4]));
+    let text = s.metrics(&http).await;
+    assert!(text.contains(r#"fallback="false"} 1"#), "{text}");
+}
