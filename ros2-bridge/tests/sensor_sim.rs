@@ -67,7 +67,7 @@ fn sensor_sim(domain: u16, dir: &Path, scenario: &str) -> (i32, Value) {
     )
 }
 
-const APPROACH: &str = "sensor: {type: lidar2d, topic: /scan, rateHz: 40, beams: 360}\n\
+const APPROACH: &str = "sensor: {type: lidar2d, topic: /scan, rateHz: 40, lidar: {beams: 360}}\n\
     duration: 3500ms\nunitsUnderTest: {stopTopic: /safety/stop}\n\
     scenario: {obstacles: [{bearingDeg: 0, startDistance: 1.2, speed: 1.0, minDistance: 0.15, width: 0.2, disappearAt: 2s}]}\n";
 
@@ -125,7 +125,7 @@ fn stalled_and_blinded_sensors_stop_the_monitor() {
         let domain = domain();
         let _m = monitor(domain, &dir, 0.35);
         let scenario = format!(
-            "sensor: {{type: lidar2d, topic: /scan}}\nduration: 2s\nunitsUnderTest: {{stopTopic: /safety/stop}}\n\
+            "sensor: {{type: lidar2d, topic: /scan, rateHz: 40}}\nduration: 2s\nunitsUnderTest: {{stopTopic: /safety/stop}}\n\
              faults: {{{fault}: 800ms}}\nexpect: [{{safetyStopWithin: {within}, whenSensorFault: true}}]\n"
         );
         let (code, r) = sensor_sim(domain, &dir, &scenario);
@@ -149,7 +149,7 @@ fn cyclone_receives_sensor_sim_scans_with_exact_values() {
     require_netns();
     let dir = tmpdir("wire");
     let domain = domain();
-    let scenario = "sensor: {type: lidar2d, topic: /sim/scan, frameId: base_scan, rateHz: 20, beams: 720, angleMinDeg: -135, angleMaxDeg: 135, rangeMin: 0.1, rangeMax: 12}\n\
+    let scenario = "sensor: {type: lidar2d, topic: /sim/scan, frameId: base_scan, rateHz: 20, lidar: {beams: 720, angleMinDeg: -135, angleMaxDeg: 135, rangeMin: 0.1, rangeMax: 12}}\n\
         duration: 4s\nscenario: {obstacles: [{bearingDeg: 10, startDistance: 0.8, width: 0.3}, {bearingDeg: -90, startDistance: 3.0, width: 1.0}]}\n";
     let mut reader = cyclone(
         "scan-reader",

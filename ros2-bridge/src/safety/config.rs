@@ -87,6 +87,7 @@ pub struct PolicyFile {
     #[serde(default = "default_name")]
     pub name: String,
     /// The LIDAR source.
+    #[serde(default)]
     pub source: SourceSpec,
     /// Zones, evaluated on every scan.
     pub zones: Vec<ZoneSpec>,
@@ -97,6 +98,7 @@ pub struct PolicyFile {
     #[serde(default)]
     pub release: ReleaseSpec,
     /// Output topics and heartbeat.
+    #[serde(default)]
     pub output: OutputSpec,
     /// Diagnostics output.
     #[serde(default)]
@@ -115,8 +117,10 @@ fn default_name() -> String {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SourceSpec {
     /// LaserScan topic (may contain `${ROBOT}`).
+    #[serde(default = "default_scan_topic")]
     pub topic: String,
     /// Older evaluations than this are stale: stop.
+    #[serde(default = "default_source_timeout")]
     pub source_timeout: String,
     /// More publishers than this on the topic is a stop (`UnexpectedPublisher`).
     #[serde(default = "one")]
@@ -133,29 +137,59 @@ fn one() -> usize {
     1
 }
 
-/// `source.transform`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct TransformSpec {
-    /// m.
-    #[serde(default)]
-    pub x: f64,
-    /// m.
-    #[serde(default)]
-    pub y: f64,
-    /// rad.
-    #[serde(default)]
-    pub yaw: f64,
+fn default_scan_topic() -> String {
+    "/scan".into()
 }
 
-/// A point in a zone definition.
+fn default_source_timeout() -> String {
+    "200ms".into()
+}
+
+impl Default for SourceSpec {
+    fn default() -> Self {
+        SourceSpec {
+            topic: default_scan_topic(),
+            source_timeout: default_source_timeout(),
+            max_publishers: 1,
+            transform: None,
+            frame: None,
+        }
+    }
+}
+
+/// `source.transform`: the laser's pose in base_link, as the CRD writes it.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TransformSpec {
+    /// Laser origin in base_link (m).
+    #[serde(default)]
+    pub position: PointSpec,
+    /// Laser heading in base_link (degrees, counter-clockwise).
+    #[serde(default)]
+    pub yaw_deg: f64,
+}
+
+/// A point in a zone definition: `[x, y]` as the CRD writes it, or `{x: .., y: ..}`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Default)]
 pub struct PointSpec {
     /// m.
     pub x: f64,
     /// m.
     pub y: f64,
+}
+
+impl<'de> Deserialize<'de> for PointSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Repr {
+            Pair([f64; 2]),
+            Map { x: f64, y: f64 },
+        }
+        Ok(match Repr::deserialize(d)? {
+            Repr::Pair([x, y]) | Repr::Map { x, y } => PointSpec { x, y },
+        })
+    }
 }
 
 /// What a zone does when enough points fall in it.
@@ -284,6 +318,7 @@ impl Default for ReleaseSpec {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OutputSpec {
     /// Stop lock topic (`std_msgs/Bool`, `true` = stop).
+    #[serde(default = "default_stop_topic")]
     pub stop_topic: String,
     /// Republish period of the lock.
     #[serde(default = "default_heartbeat")]
@@ -295,6 +330,20 @@ pub struct OutputSpec {
 
 fn default_heartbeat() -> String {
     "100ms".into()
+}
+
+fn default_stop_topic() -> String {
+    "/safety/stop".into()
+}
+
+impl Default for OutputSpec {
+    fn default() -> Self {
+        OutputSpec {
+            stop_topic: default_stop_topic(),
+            heartbeat: default_heartbeat(),
+            speed_limit_topic: None,
+        }
+    }
 }
 
 /// `diagnostics`.
@@ -485,11 +534,17 @@ impl PolicyFile {
                     "source.frame must be laser or base_link, got {f:?}"
                 ));
             }
-            (_, Some(t)) if [t.x, t.y, t.yaw].iter().all(|v| v.is_finite()) => Transform2D {
-                x: t.x,
-                y: t.y,
-                yaw: t.yaw,
-            },
+            (_, Some(t))
+                if [t.position.x, t.position.y, t.yaw_deg]
+                    .iter()
+                    .all(|v| v.is_finite()) =>
+            {
+                Transform2D {
+                    x: t.position.x,
+                    y: t.position.y,
+                    yaw: t.yaw_deg.to_radians(),
+                }
+            }
             (_, Some(_)) => return invalid("source.transform must be finite".into()),
             (_, None) => Transform2D::default(),
         };

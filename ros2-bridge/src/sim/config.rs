@@ -6,9 +6,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::safety::config::{ConfigError, parse_duration, resolve_topic};
 
-/// The file.
+/// The file: the `SensorSim` spec as the CRD writes it (fields the sim does not use, such as
+/// `template` and `target`, are ignored), plus `unitsUnderTest.stopTopic` resolved by the operator.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct SimFile {
     /// The simulated sensor.
     pub sensor: SensorSpec,
@@ -25,6 +26,7 @@ pub struct SimFile {
     #[serde(default)]
     pub expect: Vec<ExpectSpec>,
     /// Run time.
+    #[serde(default = "thirty_seconds")]
     pub duration: String,
     /// The units under test.
     #[serde(default)]
@@ -35,17 +37,30 @@ pub struct SimFile {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SensorSpec {
-    /// `lidar2d` (camera frames: see `camera`).
+    /// `lidar2d` (`camera` is not built yet).
     #[serde(rename = "type")]
     pub kind: String,
     /// Topic.
+    #[serde(default = "scan_topic")]
     pub topic: String,
     /// header.frame_id.
     #[serde(default = "laser")]
     pub frame_id: String,
     /// Publication rate.
-    #[serde(default = "forty")]
+    #[serde(default = "ten")]
     pub rate_hz: f64,
+    /// LIDAR geometry.
+    #[serde(default)]
+    pub lidar: LidarSpec,
+    /// Camera settings (accepted, not simulated yet).
+    #[serde(default)]
+    pub camera: Option<serde_yaml::Value>,
+}
+
+/// `sensor.lidar`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LidarSpec {
     /// Beams per scan, evenly spread over [angleMinDeg, angleMaxDeg).
     #[serde(default = "beams")]
     pub beams: usize,
@@ -63,11 +78,30 @@ pub struct SensorSpec {
     pub range_max: f32,
 }
 
+impl Default for LidarSpec {
+    fn default() -> Self {
+        LidarSpec {
+            beams: beams(),
+            angle_min_deg: minus180(),
+            angle_max_deg: plus180(),
+            range_min: rmin(),
+            range_max: rmax(),
+        }
+    }
+}
+
 fn laser() -> String {
     "laser".into()
 }
-fn forty() -> f64 {
-    40.0
+// Defaults as in the CRD.
+fn ten() -> f64 {
+    10.0
+}
+fn scan_topic() -> String {
+    "/scan".into()
+}
+fn thirty_seconds() -> String {
+    "30s".into()
 }
 fn beams() -> usize {
     360
@@ -110,6 +144,9 @@ pub struct ScenarioSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ObstacleSpec {
+    /// Name (for reports).
+    #[serde(default)]
+    pub name: Option<String>,
     /// Bearing from the sensor (degrees, 0 = ahead).
     pub bearing_deg: f64,
     /// Distance of its surface at `appearAt` (m).
@@ -157,12 +194,21 @@ pub struct FaultSpec {
     /// Every scan all NaN from this time on (a blinded sensor).
     #[serde(default)]
     pub blind_after: Option<String>,
+    /// Camera only (not simulated yet).
+    #[serde(default)]
+    pub corrupt_image_rate: Option<f64>,
 }
 
 /// One expectation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ExpectSpec {
+    /// Name (for reports).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Camera/detection expectation (not supported yet: rejected).
+    #[serde(default)]
+    pub max_decode_error_ratio: Option<f64>,
     /// The lock must read stop within this long after the trigger.
     #[serde(default)]
     pub safety_stop_within: Option<String>,
@@ -180,13 +226,22 @@ pub struct ExpectSpec {
     pub safety_release_not_before: Option<String>,
 }
 
-/// `unitsUnderTest` (only the stop topic matters to the sim itself).
+/// `unitsUnderTest`: the operator resolves the SafetyPolicy reference into `stopTopic`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UnitsSpec {
     /// Stop lock topic of the monitor under test.
     #[serde(default)]
     pub stop_topic: Option<String>,
+    /// As in the CRD (informational here).
+    #[serde(default)]
+    pub safety_policy_ref: Option<serde_yaml::Value>,
+    /// As in the CRD (informational here).
+    #[serde(default)]
+    pub inference_service_ref: Option<serde_yaml::Value>,
+    /// As in the CRD (informational here).
+    #[serde(default)]
+    pub revision: Option<String>,
 }
 
 /// A validated expectation.
@@ -308,13 +363,14 @@ impl SimFile {
     /// Validates and resolves `${ROBOT}`.
     pub fn validate(&self, robot: &str) -> Result<SimConfig, ConfigError> {
         let bad = |m: &str| Err(ConfigError::Invalid(m.into()));
-        let s = &self.sensor;
-        if s.kind != "lidar2d" {
+        let s = &self.sensor.lidar;
+        if self.sensor.kind != "lidar2d" {
             return bad(
                 "sensor.type must be lidar2d (camera frames: `ros2-bridge sensor-sim` camera support is not built yet)",
             );
         }
-        if !(s.rate_hz > 0.0 && s.rate_hz <= 1000.0) || s.beams == 0 || s.beams > 100_000 {
+        let rate_hz = self.sensor.rate_hz;
+        if !(rate_hz > 0.0 && rate_hz <= 1000.0) || s.beams == 0 || s.beams > 100_000 {
             return bad("sensor.rateHz must be in (0, 1000] and beams in [1, 100000]");
         }
         let fov = s.angle_max_deg - s.angle_min_deg;
@@ -345,6 +401,9 @@ impl SimFile {
         }
         let mut expect = Vec::new();
         for e in &self.expect {
+            if e.max_decode_error_ratio.is_some() {
+                return bad("maxDecodeErrorRatio needs camera simulation, which is not built yet");
+            }
             let x = match (
                 &e.safety_stop_within,
                 e.when_distance_below,
@@ -382,9 +441,9 @@ impl SimFile {
         }
         let n = s.beams as f64;
         Ok(SimConfig {
-            topic: resolve_topic(&s.topic, robot)?,
-            frame_id: s.frame_id.clone(),
-            period: Duration::from_secs_f64(1.0 / s.rate_hz),
+            topic: resolve_topic(&self.sensor.topic, robot)?,
+            frame_id: self.sensor.frame_id.clone(),
+            period: Duration::from_secs_f64(1.0 / rate_hz),
             beams: s.beams,
             angle_min: s.angle_min_deg.to_radians() as f32,
             angle_increment: (fov / n).to_radians() as f32,
@@ -401,5 +460,47 @@ impl SimFile {
             duration: dur("duration", &self.duration)?,
             stop_topic,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(text: &str) -> String {
+        let doc: serde_yaml::Value = serde_yaml::from_str(text).expect("example YAML");
+        serde_yaml::to_string(&doc["spec"]).expect("spec")
+    }
+
+    /// The CRD's documented SensorSim examples parse; the operator adds the resolved stop topic.
+    #[test]
+    fn crd_examples_are_valid_scenario_files() {
+        let full = spec(include_str!(
+            "../../../docs/reference/examples/sensorsim.yaml"
+        ));
+        let mut f = SimFile::parse(&full).expect("parse");
+        assert!(
+            f.validate("r").is_err(),
+            "safety expectations need the resolved stop topic"
+        );
+        f.units_under_test.stop_topic = Some("/safety/stop".into());
+        let c = f.validate("r").expect("valid");
+        assert_eq!(c.beams, 720);
+        assert_eq!(c.expect.len(), 3);
+        assert_eq!(c.obstacles[0].appear, 1.0);
+        let minimal = spec(include_str!(
+            "../../../docs/reference/examples/sensorsim-minimal.yaml"
+        ));
+        let m = SimFile::parse(&minimal).expect("parse minimal");
+        if m.expect.is_empty() {
+            m.validate("r").expect("valid minimal");
+        }
+        let camera = spec(include_str!(
+            "../../../docs/reference/examples/sensorsim-camera.yaml"
+        ));
+        let err = SimFile::parse(&camera)
+            .and_then(|f| f.validate("r"))
+            .expect_err("camera is not simulated yet");
+        assert!(err.to_string().contains("camera"), "{err}");
     }
 }

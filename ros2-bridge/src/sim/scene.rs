@@ -163,7 +163,7 @@ mod tests {
 
     fn cfg(extra: &str) -> SimConfig {
         let text = format!(
-            "sensor: {{type: lidar2d, topic: /scan, beams: 360}}\nduration: 5s\n\
+            "sensor: {{type: lidar2d, topic: /scan, lidar: {{beams: 360}}}}\nduration: 5s\n\
              scenario:\n  obstacles:\n    - {{bearingDeg: 0, startDistance: 2.0, speed: 1.0, minDistance: 0.2, width: 0.2, disappearAt: 3s}}\n{extra}"
         );
         SimFile::parse(&text)

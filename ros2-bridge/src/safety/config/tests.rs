@@ -1,4 +1,5 @@
 use super::*;
+use crate::safety::geometry::Shape;
 
 const FULL: &str = r#"
 name: warehouse
@@ -6,7 +7,7 @@ source:
   topic: /${ROBOT}/scan
   sourceTimeout: 200ms
   maxPublishers: 1
-  transform: {x: 0.2, y: 0.0, yaw: 3.14159}
+  transform: {position: {x: 0.2, y: 0.0}, yawDeg: 180}
 zones:
   - {name: front, shape: sector, range: 0.35, minAngleDeg: -30, maxAngleDeg: 30, action: stop, minPoints: 3}
   - {name: slow, shape: circle, radius: 1.0, action: slowdown, speedLimitPercent: 30}
@@ -161,4 +162,44 @@ fn topics_resolve_robot_names() {
     );
     assert!(resolve_topic("/", "x").is_err());
     assert!(resolve_topic("/1scan", "x").is_err());
+}
+
+/// The CRD's documented examples (docs/reference/examples), as the operator would mount their
+/// `spec`, parse and validate here: the file format and the CRD stay one contract.
+#[test]
+fn crd_examples_are_valid_policy_files() {
+    for (name, text) in [
+        (
+            "safetypolicy.yaml",
+            include_str!("../../../../docs/reference/examples/safetypolicy.yaml"),
+        ),
+        (
+            "safetypolicy-minimal.yaml",
+            include_str!("../../../../docs/reference/examples/safetypolicy-minimal.yaml"),
+        ),
+    ] {
+        let doc: serde_yaml::Value = serde_yaml::from_str(text).expect("example YAML");
+        let spec = serde_yaml::to_string(&doc["spec"]).expect("spec");
+        let p = PolicyFile::parse(&spec)
+            .and_then(|f| f.validate("robot-1"))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(!p.zones.is_empty(), "{name}");
+        assert!(p.stop_topic.starts_with('/'), "{name}");
+    }
+    let doc: serde_yaml::Value = serde_yaml::from_str(include_str!(
+        "../../../../docs/reference/examples/safetypolicy.yaml"
+    ))
+    .expect("yaml");
+    let p = PolicyFile::parse(&serde_yaml::to_string(&doc["spec"]).expect("spec"))
+        .expect("parse")
+        .validate("robot-1")
+        .expect("valid");
+    assert_eq!(p.scan_topic, "/robot_1/scan");
+    assert_eq!(p.transform.x, 0.2);
+    assert_eq!(p.release, ReleaseMode::Latched);
+    assert!(
+        p.zones
+            .iter()
+            .any(|z| matches!(&z.shape, Shape::Polygon { points } if points.len() == 4))
+    );
 }

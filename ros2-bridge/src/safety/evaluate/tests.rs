@@ -251,7 +251,7 @@ fn transform_moves_points_into_base_link() {
     // Laser mounted 0.5 m behind base_link facing backwards: what it sees ahead is behind the robot.
     let mut e = policy(
         r#"
-source: {topic: /scan, sourceTimeout: 200ms, transform: {x: -0.5, y: 0, yaw: 3.141592653589793}}
+source: {topic: /scan, sourceTimeout: 200ms, transform: {position: {x: -0.5, y: 0}, yawDeg: 180}}
 zones:
   - {name: front, shape: sector, range: 0.35, minAngleDeg: -30, maxAngleDeg: 30, action: stop}
   - {name: rear, shape: circle, radius: 0.3, center: {x: -1.0, y: 0}, action: stop}
