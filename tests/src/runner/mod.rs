@@ -12,12 +12,14 @@
 pub mod address;
 pub mod config;
 pub mod container;
+pub mod env;
 pub mod error;
 pub mod pod;
 pub mod probe;
 pub mod process;
 pub mod spec;
 pub mod status;
+pub mod volumes;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;

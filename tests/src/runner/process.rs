@@ -249,7 +249,10 @@ mod tests {
             image: "busybox".into(),
             program: "/bin/sh".into(),
             // a child that ignores SIGTERM, and a shell that waits for it
-            args: vec!["-c".into(), "trap '' TERM; sleep 60 & wait".into()],
+            args: vec![
+                "-c".into(),
+                "trap '' TERM; sleep 60 & touch trapped; wait".into(),
+            ],
             env: vec![("PATH".into(), "/usr/bin:/bin".into())],
             cwd: dir.clone(),
             dir: dir.clone(),
@@ -261,6 +264,14 @@ mod tests {
         let mut p = start_container(&launch, None, &dir.join("log")).expect("starts");
         p.record(&dir, "uid.c").expect("records");
         let pid = p.pid;
+        let trapped = async {
+            while !dir.join("trapped").exists() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), trapped)
+            .await
+            .expect("shell set its trap");
         assert_eq!(recorded(&dir, "uid"), vec![("uid.c".to_owned(), pid)]);
         let status = p.stop(Duration::from_millis(300)).await.expect("reaped");
         assert_eq!(exit_code(&status), (137, Some(9)));

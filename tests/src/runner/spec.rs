@@ -8,14 +8,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{
-    ConfigMap, Container, EnvVar, KeyToPath, Pod, PodSpec, Probe, ProjectedVolumeSource, Secret,
-    Volume,
-};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, PodSpec, Probe, Secret};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::address;
 use super::config::ImageMap;
+use super::{address, env, volumes};
 
 /// Why a pod cannot be run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -209,7 +206,7 @@ pub fn plan(pod: &Pod, input: &PlanInput<'_>) -> Result<PodPlan, PlanError> {
         .volumes
         .iter()
         .flatten()
-        .map(|v| plan_volume(v, pod, input))
+        .map(|v| volumes::plan_volume(v, pod, input))
         .collect::<Result<Vec<_>, _>>()?;
     let containers = spec
         .containers
@@ -234,182 +231,6 @@ pub fn plan(pod: &Pod, input: &PlanInput<'_>) -> Result<PodPlan, PlanError> {
         restart_policy,
         grace,
     })
-}
-
-fn plan_volume(v: &Volume, pod: &Pod, input: &PlanInput<'_>) -> Result<VolumePlan, PlanError> {
-    let in_pod = input.pod_dir.join("volumes").join(&v.name);
-    let (host_path, content) = if v.empty_dir.is_some() {
-        (in_pod, VolumeContent::EmptyDir)
-    } else if let Some(hp) = &v.host_path {
-        let path = input
-            .robot_dir
-            .join("host")
-            .join(hp.path.trim_start_matches('/'));
-        let file = matches!(
-            hp.type_.as_deref(),
-            Some("File" | "FileOrCreate" | "Socket" | "CharDevice" | "BlockDevice")
-        );
-        (
-            path,
-            if file {
-                VolumeContent::HostFile
-            } else {
-                VolumeContent::HostDir
-            },
-        )
-    } else if let Some(cm) = &v.config_map {
-        let data = input.config_maps.get(&cm.name);
-        let optional = cm.optional.unwrap_or(false);
-        let all = data
-            .map(|c| {
-                let text = c
-                    .data
-                    .iter()
-                    .flatten()
-                    .map(|(k, v)| (k.clone(), v.clone().into_bytes()));
-                let bin = c
-                    .binary_data
-                    .iter()
-                    .flatten()
-                    .map(|(k, v)| (k.clone(), v.0.clone()));
-                text.chain(bin).collect::<BTreeMap<_, _>>()
-            })
-            .ok_or_else(|| PlanError::Missing(format!("ConfigMap {}", cm.name)));
-        let all = match all {
-            Ok(a) => a,
-            Err(_) if optional => BTreeMap::new(),
-            Err(e) => return Err(e),
-        };
-        let items = cm.items.as_ref().map(|i| {
-            i.iter()
-                .map(|k| (k.key.clone(), k.path.clone()))
-                .collect::<Vec<_>>()
-        });
-        (in_pod, VolumeContent::Files(select(&all, items, &cm.name)?))
-    } else if let Some(s) = &v.secret {
-        let name = s.secret_name.clone().unwrap_or_default();
-        let data = input.secrets.get(&name);
-        let all = match data {
-            Some(sec) => {
-                let bin = sec
-                    .data
-                    .iter()
-                    .flatten()
-                    .map(|(k, v)| (k.clone(), v.0.clone()));
-                let text = sec
-                    .string_data
-                    .iter()
-                    .flatten()
-                    .map(|(k, v)| (k.clone(), v.clone().into_bytes()));
-                bin.chain(text).collect()
-            }
-            None if s.optional.unwrap_or(false) => BTreeMap::new(),
-            None => return Err(PlanError::Missing(format!("Secret {name}"))),
-        };
-        let items = s.items.as_ref().map(|i| {
-            i.iter()
-                .map(|k| (k.key.clone(), k.path.clone()))
-                .collect::<Vec<_>>()
-        });
-        (in_pod, VolumeContent::Files(select(&all, items, &name)?))
-    } else if let Some(pr) = &v.projected {
-        (in_pod, VolumeContent::Files(projected(pr, pod, input)?))
-    } else {
-        return Err(PlanError::Unsupported(format!(
-            "volume {} (only emptyDir, hostPath, configMap, secret and projected)",
-            v.name
-        )));
-    };
-    Ok(VolumePlan {
-        name: v.name.clone(),
-        host_path,
-        content,
-    })
-}
-
-/// A projected volume (what the service-account admission adds to every pod): ConfigMap and
-/// Secret items, downward API fields, and an empty placeholder for the service-account token
-/// (robot binaries do not talk to the API server).
-fn projected(
-    pr: &ProjectedVolumeSource,
-    pod: &Pod,
-    input: &PlanInput<'_>,
-) -> Result<Vec<(String, Vec<u8>)>, PlanError> {
-    let mut files = Vec::new();
-    let items = |i: &Option<Vec<KeyToPath>>| {
-        i.as_ref().map(|i| {
-            i.iter()
-                .map(|k| (k.key.clone(), k.path.clone()))
-                .collect::<Vec<_>>()
-        })
-    };
-    for src in pr.sources.iter().flatten() {
-        if let Some(cm) = &src.config_map {
-            let all: BTreeMap<String, Vec<u8>> = input
-                .config_maps
-                .get(&cm.name)
-                .and_then(|c| c.data.as_ref())
-                .map(|d| {
-                    d.iter()
-                        .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
-                        .collect()
-                })
-                .unwrap_or_default();
-            files.extend(select(&all, items(&cm.items), &cm.name)?);
-        }
-        if let Some(sec) = &src.secret {
-            let all: BTreeMap<String, Vec<u8>> = input
-                .secrets
-                .get(&sec.name)
-                .and_then(|s| s.data.as_ref())
-                .map(|d| d.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect())
-                .unwrap_or_default();
-            files.extend(select(&all, items(&sec.items), &sec.name)?);
-        }
-        if let Some(t) = &src.service_account_token {
-            files.push((t.path.clone(), Vec::new()));
-        }
-        for item in src
-            .downward_api
-            .iter()
-            .flat_map(|d| d.items.iter().flatten())
-        {
-            let value = match item.field_ref.as_ref().map(|f| f.field_path.as_str()) {
-                Some("metadata.name") => pod.metadata.name.clone().unwrap_or_default(),
-                Some("metadata.namespace") => pod.metadata.namespace.clone().unwrap_or_default(),
-                Some("metadata.uid") => pod.metadata.uid.clone().unwrap_or_default(),
-                Some("spec.nodeName") => input.node.name.clone(),
-                _ => String::new(),
-            };
-            files.push((item.path.clone(), value.into_bytes()));
-        }
-    }
-    Ok(files)
-}
-
-fn select(
-    all: &BTreeMap<String, Vec<u8>>,
-    items: Option<Vec<(String, String)>>,
-    source: &str,
-) -> Result<Vec<(String, Vec<u8>)>, PlanError> {
-    let files: Vec<(String, Vec<u8>)> = match items {
-        None => all.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-        Some(items) => items
-            .into_iter()
-            .map(|(key, path)| {
-                all.get(&key)
-                    .map(|v| (path, v.clone()))
-                    .ok_or_else(|| PlanError::Missing(format!("key {key} in {source}")))
-            })
-            .collect::<Result<_, _>>()?,
-    };
-    if let Some((bad, _)) = files
-        .iter()
-        .find(|(p, _)| p.starts_with('/') || p.split('/').any(|s| s == ".."))
-    {
-        return Err(PlanError::Unsupported(format!("volume item path {bad}")));
-    }
-    Ok(files)
 }
 
 /// (mount path in the container, host path), longest first so nested mounts win.
@@ -468,7 +289,7 @@ fn plan_container(
         }
     };
 
-    let env = environment(pod, spec, c, input)?;
+    let env = env::environment(pod, spec, c, input)?;
     let env: Vec<(String, String)> = env.into_iter().map(|(k, v)| (k, rewrite(&v))).collect();
     let lookup: BTreeMap<&str, &str> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let expand = |s: &String| rewrite(&address::expand_vars(s, &lookup));
@@ -507,177 +328,6 @@ fn plan_container(
         termination_message,
         message_from_logs: c.termination_message_policy.as_deref() == Some("FallbackToLogsOnError"),
     })
-}
-
-/// The container's environment: passed-through host variables, ROS defaults, then `envFrom`, then
-/// `env` (later wins), with `$(VAR)` references to earlier variables expanded.
-fn environment(
-    pod: &Pod,
-    spec: &PodSpec,
-    c: &Container,
-    input: &PlanInput<'_>,
-) -> Result<Vec<(String, String)>, PlanError> {
-    let mut env: Vec<(String, String)> = input.pass_env.to_vec();
-    let set = |env: &mut Vec<(String, String)>, k: String, v: String| {
-        env.retain(|(ek, _)| *ek != k);
-        env.push((k, v));
-    };
-    for from in c.env_from.iter().flatten() {
-        let prefix = from.prefix.clone().unwrap_or_default();
-        if let Some(r) = &from.config_map_ref {
-            match input.config_maps.get(&r.name) {
-                Some(cm) => {
-                    for (k, v) in cm.data.iter().flatten() {
-                        set(&mut env, format!("{prefix}{k}"), v.clone());
-                    }
-                }
-                None if r.optional.unwrap_or(false) => {}
-                None => return Err(PlanError::Missing(format!("ConfigMap {}", r.name))),
-            }
-        }
-        if let Some(r) = &from.secret_ref {
-            match input.secrets.get(&r.name) {
-                Some(s) => {
-                    for (k, v) in s.data.iter().flatten() {
-                        set(
-                            &mut env,
-                            format!("{prefix}{k}"),
-                            String::from_utf8_lossy(&v.0).into_owned(),
-                        );
-                    }
-                }
-                None if r.optional.unwrap_or(false) => {}
-                None => return Err(PlanError::Missing(format!("Secret {}", r.name))),
-            }
-        }
-    }
-    for e in c.env.iter().flatten() {
-        let lookup: BTreeMap<&str, &str> =
-            env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let value = match env_value(pod, spec, c, e, input)? {
-            Some(v) => address::expand_vars(&v, &lookup),
-            None => continue,
-        };
-        set(&mut env, e.name.clone(), value);
-    }
-    let has = |env: &Vec<(String, String)>, k: &str| env.iter().any(|(ek, _)| ek == k);
-    if !has(&env, "ROS_DOMAIN_ID")
-        && let Some(d) = &input.node.ros_domain_id
-    {
-        env.push(("ROS_DOMAIN_ID".into(), d.clone()));
-    }
-    for (k, v) in [
-        ("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST"),
-        ("ROS_LOCALHOST_ONLY", "1"),
-    ] {
-        if !has(&env, k) {
-            env.push((k.into(), v.into()));
-        }
-    }
-    Ok(env)
-}
-
-fn env_value(
-    pod: &Pod,
-    spec: &PodSpec,
-    c: &Container,
-    e: &EnvVar,
-    input: &PlanInput<'_>,
-) -> Result<Option<String>, PlanError> {
-    let Some(from) = &e.value_from else {
-        return Ok(Some(e.value.clone().unwrap_or_default()));
-    };
-    if let Some(f) = &from.field_ref {
-        let meta = &pod.metadata;
-        let path = f.field_path.as_str();
-        let map_key = |prefix: &str| {
-            path.strip_prefix(prefix)
-                .and_then(|r| r.strip_suffix("']"))
-                .map(str::to_owned)
-        };
-        let v = match path {
-            "status.podIP" | "status.podIPs" => input.pod_ip.to_owned(),
-            "status.hostIP" | "status.hostIPs" => input.node.ip.clone(),
-            "spec.nodeName" => input.node.name.clone(),
-            "spec.serviceAccountName" => spec.service_account_name.clone().unwrap_or_default(),
-            "metadata.name" => meta.name.clone().unwrap_or_default(),
-            "metadata.namespace" => meta.namespace.clone().unwrap_or_default(),
-            "metadata.uid" => meta.uid.clone().unwrap_or_default(),
-            _ => {
-                if let Some(k) = map_key("metadata.labels['") {
-                    meta.labels
-                        .as_ref()
-                        .and_then(|l| l.get(&k))
-                        .cloned()
-                        .unwrap_or_default()
-                } else if let Some(k) = map_key("metadata.annotations['") {
-                    meta.annotations
-                        .as_ref()
-                        .and_then(|l| l.get(&k))
-                        .cloned()
-                        .unwrap_or_default()
-                } else {
-                    return Err(PlanError::Unsupported(format!("fieldRef {path}")));
-                }
-            }
-        };
-        return Ok(Some(v));
-    }
-    if let Some(r) = &from.resource_field_ref {
-        let res = c.resources.as_ref();
-        let q = match r.resource.as_str() {
-            "limits.cpu" => res
-                .and_then(|r| r.limits.as_ref())
-                .and_then(|l| l.get("cpu")),
-            "requests.cpu" => res
-                .and_then(|r| r.requests.as_ref())
-                .and_then(|l| l.get("cpu")),
-            "limits.memory" => res
-                .and_then(|r| r.limits.as_ref())
-                .and_then(|l| l.get("memory")),
-            "requests.memory" => res
-                .and_then(|r| r.requests.as_ref())
-                .and_then(|l| l.get("memory")),
-            other => return Err(PlanError::Unsupported(format!("resourceFieldRef {other}"))),
-        };
-        let v = match (q, r.resource.ends_with("cpu")) {
-            (Some(q), true) => address::cpu_cores(&q.0).to_string(),
-            (Some(q), false) => q.0.clone(),
-            (None, true) => input.node.cpu.clone().unwrap_or_else(|| "1".into()),
-            (None, false) => "0".into(),
-        };
-        return Ok(Some(v));
-    }
-    let optional_missing = |optional: Option<bool>, what: String| {
-        if optional.unwrap_or(false) {
-            Ok(None)
-        } else {
-            Err(PlanError::Missing(what))
-        }
-    };
-    if let Some(k) = &from.config_map_key_ref {
-        return match input
-            .config_maps
-            .get(&k.name)
-            .and_then(|cm| cm.data.as_ref())
-            .and_then(|d| d.get(&k.key))
-        {
-            Some(v) => Ok(Some(v.clone())),
-            None => optional_missing(k.optional, format!("key {} in ConfigMap {}", k.key, k.name)),
-        };
-    }
-    if let Some(k) = &from.secret_key_ref {
-        return match input
-            .secrets
-            .get(&k.name)
-            .and_then(|s| s.data.as_ref())
-            .and_then(|d| d.get(&k.key))
-        {
-            Some(v) => Ok(Some(String::from_utf8_lossy(&v.0).into_owned())),
-            None => optional_missing(k.optional, format!("key {} in Secret {}", k.key, k.name)),
-        };
-    }
-    Err(PlanError::Unsupported(format!("valueFrom of {}", e.name)))
 }
 
 fn plan_probe(
