@@ -15,6 +15,7 @@ pub mod config;
 pub mod controller;
 pub mod core;
 pub mod metrics;
+pub mod scrape;
 
 use std::sync::Arc;
 
@@ -73,6 +74,8 @@ pub async fn run(config: Config, client: Client) -> anyhow::Result<()> {
         config,
         nodes: nodes.clone(),
         metrics: metrics.clone(),
+        scraper: Arc::new(scrape::HttpScrape::new(std::time::Duration::from_secs(2))),
+        confirmations: Default::default(),
     });
     let isvcs = Api::<InferenceService>::all(client.clone());
     let pods = Api::<Pod>::all(client.clone());

@@ -32,10 +32,18 @@ pub struct KindLabels {
     pub kind: &'static str,
 }
 
+/// Labels of `robofleet_operator_scrapes_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// `ok` or a bounded error kind.
+    pub outcome: &'static str,
+}
+
 /// Reconcile metrics, registered once.
 pub struct Metrics {
     registry: Registry,
     reconciles: Family<ReconcileLabels, Counter>,
+    scrapes: Family<OutcomeLabels, Counter>,
     durations: Family<KindLabels, Histogram>,
     ready: AtomicBool,
 }
@@ -58,9 +66,16 @@ impl Default for Metrics {
             prometheus_client::registry::Unit::Seconds,
             durations.clone(),
         );
+        let scrapes = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "scrapes",
+            "Scrapes of robot pods by outcome",
+            scrapes.clone(),
+        );
         Self {
             registry,
             reconciles,
+            scrapes,
             durations,
             ready: AtomicBool::new(false),
         }
@@ -75,6 +90,11 @@ impl Metrics {
             kind,
             start: Instant::now(),
         }
+    }
+
+    /// Counts one scrape of a robot pod.
+    pub fn scraped(&self, outcome: &'static str) {
+        self.scrapes.get_or_create(&OutcomeLabels { outcome }).inc();
     }
 
     /// Marks the operator ready (caches synced) for `/readyz`.

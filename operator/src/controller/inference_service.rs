@@ -18,11 +18,14 @@ use robofleet_crds::inference_service::{ModelRef, RevisionRef};
 use robofleet_crds::labels;
 use serde_json::json;
 
-use super::Context;
+use std::collections::HashMap;
+
+use super::{Confirmation, Context};
 use crate::apply::{FIELD_MANAGER, apply, delete};
 use crate::core::isvc::{self, Owner, RenderContext, RenderError};
 use crate::core::robots::{self, Robot};
 use crate::core::status::{self, Blocker, Observed, PodObservation};
+use crate::scrape;
 
 /// Kind name used in labels, metrics and events.
 pub const KIND: &str = "InferenceService";
@@ -193,6 +196,19 @@ async fn reconcile_inner(obj: &InferenceService, ctx: &Context) -> Result<Action
         }
     }
 
+    // ---- bounded confirmation: what the updated robots say they serve
+    let owner_key = format!("{ns}/{name}");
+    let confirmed = confirm(
+        ctx,
+        &owner_key,
+        &pods,
+        revision.as_deref(),
+        obj.spec.runtime.ports.metrics,
+    )
+    .await;
+    let unconfirmed = confirmed.1;
+    let confirmed = confirmed.0;
+
     // ---- status (pure, written only on change)
     let observations: Vec<PodObservation> = pods
         .iter()
@@ -211,6 +227,13 @@ async fn reconcile_inner(obj: &InferenceService, ctx: &Context) -> Result<Action
                     .and_then(|s| s.conditions.as_ref())
                     .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True")),
                 failed: st.and_then(|s| s.phase.as_deref()) == Some("Failed"),
+                fell_back: p
+                    .metadata
+                    .uid
+                    .as_ref()
+                    .and_then(|uid| confirmed.get(uid))
+                    .filter(|c| c.model.fallback)
+                    .map(|c| c.failure_reason.clone().unwrap_or_default()),
             })
         })
         .collect();
@@ -220,6 +243,7 @@ async fn reconcile_inner(obj: &InferenceService, ctx: &Context) -> Result<Action
         pods: &observations,
         revision: revision.as_deref(),
         blocker,
+        model_uri: &obj.spec.model.uri,
     };
     let (mut new_status, mut changed) = status::compute(obj.status.as_ref(), &observed, &now);
     let healthy = new_status.phase == Some(robofleet_crds::rollout::RolloutPhase::Healthy);
@@ -251,13 +275,101 @@ async fn reconcile_inner(obj: &InferenceService, ctx: &Context) -> Result<Action
         )
         .await?;
     }
-    let progressing =
-        converging || new_status.phase == Some(robofleet_crds::rollout::RolloutPhase::Progressing);
+    let progressing = converging
+        || unconfirmed
+        || new_status.phase == Some(robofleet_crds::rollout::RolloutPhase::Progressing);
     Ok(Action::requeue(if progressing {
         Duration::from_secs(2)
     } else {
         Duration::from_secs(300)
     }))
+}
+
+/// Most robot pods scraped per reconcile (the rest wait for the next one).
+const MAX_SCRAPES_PER_RECONCILE: usize = 16;
+
+/// Scrapes running pods at `revision` whose served model is not yet known and returns what every
+/// current pod confirmed (by UID) and whether any is still unconfirmed. Unreachable or malformed
+/// targets are counted and retried on the next reconcile, never fatal.
+async fn confirm(
+    ctx: &Context,
+    owner_key: &str,
+    pods: &[Pod],
+    revision: Option<&str>,
+    port: u16,
+) -> (HashMap<String, Confirmation>, bool) {
+    let mut known = ctx
+        .confirmations
+        .lock()
+        .map(|mut m| m.remove(owner_key).unwrap_or_default())
+        .unwrap_or_default();
+    let current: Vec<&Pod> = pods
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter(|p| {
+            revision.is_some() && p.labels().get(labels::REVISION).map(String::as_str) == revision
+        })
+        .collect();
+    known.retain(|uid, _| current.iter().any(|p| p.metadata.uid.as_ref() == Some(uid)));
+    let mut budget = MAX_SCRAPES_PER_RECONCILE;
+    let mut unconfirmed = false;
+    for pod in &current {
+        let Some(uid) = pod.metadata.uid.clone() else {
+            continue;
+        };
+        if known.contains_key(&uid) {
+            continue;
+        }
+        unconfirmed = true;
+        let status = pod.status.as_ref();
+        let running = status.and_then(|s| s.phase.as_deref()) == Some("Running");
+        let Some(host) = status.and_then(|s| s.host_ip.clone()).filter(|_| running) else {
+            continue;
+        };
+        if budget == 0 {
+            break;
+        }
+        budget -= 1;
+        let url = format!("http://{host}:{port}/metrics");
+        match ctx.scraper.fetch(&url).await {
+            Ok(text) => {
+                let (samples, malformed) = scrape::parse(&text);
+                ctx.metrics.scraped(if malformed > 0 {
+                    "malformed_lines"
+                } else {
+                    "ok"
+                });
+                if let Some(model) = scrape::loaded_model(&samples) {
+                    let failure_reason = scrape::load_failure_reasons(&samples)
+                        .into_iter()
+                        .next()
+                        .map(|r| r.0);
+                    known.insert(
+                        uid,
+                        Confirmation {
+                            model,
+                            failure_reason,
+                        },
+                    );
+                }
+            }
+            Err(e) => {
+                ctx.metrics.scraped(e.kind());
+                tracing::debug!(%url, error = %e, "scrape failed");
+            }
+        }
+    }
+    let unconfirmed = unconfirmed
+        && current.iter().any(|p| {
+            p.metadata
+                .uid
+                .as_ref()
+                .is_some_and(|u| !known.contains_key(u))
+        });
+    if let Ok(mut m) = ctx.confirmations.lock() {
+        m.insert(owner_key.to_owned(), known.clone());
+    }
+    (known, unconfirmed)
 }
 
 /// Keeps the revision's rendered template in an owned ControllerRevision, so stable pods can be

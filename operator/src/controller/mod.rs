@@ -2,7 +2,8 @@
 
 pub mod inference_service;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::Node;
 use kube::Client;
@@ -10,6 +11,7 @@ use kube::runtime::reflector::Store;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::scrape::{LoadedModel, Scrape};
 
 /// Shared by every reconcile; built once in [`crate::run`].
 pub struct Context {
@@ -21,4 +23,18 @@ pub struct Context {
     pub nodes: Store<Node>,
     /// The operator's metrics.
     pub metrics: Arc<Metrics>,
+    /// Transport for robot pods' `/metrics`.
+    pub scraper: Arc<dyn Scrape>,
+    /// What each updated robot pod confirmed it serves: owner (`namespace/name`) → pod UID → model.
+    /// Pruned to the owner's current pods on every reconcile, so it stays bounded.
+    pub confirmations: Mutex<HashMap<String, HashMap<String, Confirmation>>>,
+}
+
+/// What a robot pod's sidecar confirmed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Confirmation {
+    /// The model it serves.
+    pub model: LoadedModel,
+    /// Its most frequent model load failure reason, if it counted any.
+    pub failure_reason: Option<String>,
 }

@@ -20,6 +20,9 @@ pub struct PodObservation {
     pub ready: bool,
     /// Its phase is Failed.
     pub failed: bool,
+    /// What its sidecar confirmed: `Some(reason)` when it serves the fallback model because the
+    /// requested one failed (reason as the sidecar counted it, may be empty).
+    pub fell_back: Option<String>,
 }
 
 /// Why the operator cannot place the resource at all (Stalled, Degraded).
@@ -44,6 +47,8 @@ pub struct Observed<'a> {
     pub revision: Option<&'a str>,
     /// Set when the resource cannot be placed.
     pub blocker: Option<Blocker>,
+    /// The requested model, for messages (`uri`).
+    pub model_uri: &'a str,
 }
 
 /// Computes the new status from `previous` and the observations; returns it and whether it differs.
@@ -81,6 +86,14 @@ pub fn compute(
         .filter(|p| p.failed)
         .count() as u32;
     counts.pending = counts.total.saturating_sub(counts.updated);
+    let fell_back: Vec<&PodObservation> = observed
+        .pods
+        .iter()
+        .filter(selected)
+        .filter(current)
+        .filter(|p| p.fell_back.is_some())
+        .collect();
+    counts.failed += fell_back.len() as u32;
     // Offline robots never hold the resource in Progressing: they converge when they come back.
     let online_not_ready = robots
         .iter()
@@ -100,6 +113,33 @@ pub fn compute(
             (false, b.reason),
             (true, b.reason),
             b.message.clone(),
+        )
+    } else if !fell_back.is_empty() {
+        let mut reasons_seen: Vec<&str> = fell_back
+            .iter()
+            .filter_map(|p| p.fell_back.as_deref())
+            .filter(|r| !r.is_empty())
+            .collect();
+        reasons_seen.sort_unstable();
+        reasons_seen.dedup();
+        let m = format!(
+            "model {} failed to load on {}/{} updated robots (reason: {}); they serve the fallback \
+             model. Fix spec.model (uri and sha256) in git",
+            observed.model_uri,
+            fell_back.len(),
+            status.robots.updated,
+            if reasons_seen.is_empty() {
+                "unknown".to_owned()
+            } else {
+                reasons_seen.join(", ")
+            },
+        );
+        (
+            RolloutPhase::Degraded,
+            (counts_ready_all_online(&status), reasons::MODEL_LOAD_FAILED),
+            (false, reasons::MODEL_LOAD_FAILED),
+            (true, reasons::MODEL_LOAD_FAILED),
+            m,
         )
     } else if robots.is_empty() {
         let m = "the robot selector matches no robot (robots are Nodes labelled robofleet.io/robot=true)";
@@ -200,6 +240,7 @@ mod tests {
             revision: rev.into(),
             ready,
             failed: false,
+            fell_back: None,
         }
     }
     fn now() -> Time {
@@ -225,6 +266,7 @@ mod tests {
             pods: &pods,
             revision: Some("r1"),
             blocker: None,
+            model_uri: "file:///m.onnx",
         };
         let (s, changed) = compute(None, &obs, &now());
         assert!(changed);
@@ -258,6 +300,7 @@ mod tests {
             pods: &pods,
             revision: Some("r2"),
             blocker: None,
+            model_uri: "file:///m.onnx",
         };
         let (s, _) = compute(None, &obs, &now());
         assert_eq!(s.phase, Some(RolloutPhase::Progressing));
@@ -269,6 +312,35 @@ mod tests {
     }
 
     #[test]
+    fn a_fallback_on_an_updated_robot_is_model_load_failed() {
+        let (a, b) = (robot("a", true), robot("b", true));
+        let robots = [&a, &b];
+        let mut bad = pod("a", "r2", true);
+        bad.fell_back = Some("verify".into());
+        let pods = [bad, pod("b", "r2", true)];
+        let obs = Observed {
+            generation: Some(5),
+            robots: &robots,
+            pods: &pods,
+            revision: Some("r2"),
+            blocker: None,
+            model_uri: "file:///m.onnx",
+        };
+        let (s, _) = compute(None, &obs, &now());
+        assert_eq!(s.phase, Some(RolloutPhase::Degraded));
+        assert_eq!(
+            cond(&s, types::STALLED),
+            ("True", reasons::MODEL_LOAD_FAILED)
+        );
+        let m = s.common.message.unwrap();
+        assert!(
+            m.contains("file:///m.onnx") && m.contains("1/2") && m.contains("verify"),
+            "{m}"
+        );
+        assert_eq!(s.robots.failed, 1);
+    }
+
+    #[test]
     fn no_robots_and_blockers_stall() {
         let obs = Observed {
             generation: Some(1),
@@ -276,6 +348,7 @@ mod tests {
             pods: &[],
             revision: Some("r1"),
             blocker: None,
+            model_uri: "file:///m.onnx",
         };
         let (s, _) = compute(None, &obs, &now());
         assert_eq!(s.phase, Some(RolloutPhase::Degraded));
@@ -295,6 +368,7 @@ mod tests {
             pods: &[],
             revision: None,
             blocker: Some(blocker),
+            model_uri: "file:///m.onnx",
         };
         let (s, _) = compute(None, &obs, &now());
         assert_eq!(

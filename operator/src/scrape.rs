@@ -1,0 +1,292 @@
+//! Fetch and parse robot pods' `/metrics` for bounded confirmation: after a robot is updated the
+//! operator scrapes it until it knows which model it loaded and whether that is the fallback.
+//! The transport sits behind [`Scrape`] so tests can feed text; parsing is pure.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+/// Largest `/metrics` body accepted.
+pub const MAX_BODY_BYTES: usize = 4 << 20;
+
+/// Why a scrape failed (counted as `robofleet_operator_scrapes_total{outcome}`).
+#[derive(Debug, thiserror::Error)]
+pub enum ScrapeError {
+    /// The URL is not a valid URI.
+    #[error("invalid scrape URL {0:?}")]
+    Url(String),
+    /// Connection refused, reset, or other transport failure.
+    #[error("scrape transport: {0}")]
+    Transport(String),
+    /// No answer within the timeout.
+    #[error("scrape timed out")]
+    Timeout,
+    /// Non-200 status.
+    #[error("scrape answered HTTP {0}")]
+    Status(u16),
+    /// Body larger than [`MAX_BODY_BYTES`] or not UTF-8.
+    #[error("scrape body unusable: {0}")]
+    Body(String),
+}
+
+impl ScrapeError {
+    /// Bounded label for metrics and events.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Url(_) => "invalid_url",
+            Self::Transport(_) => "unreachable",
+            Self::Timeout => "timeout",
+            Self::Status(_) => "http_error",
+            Self::Body(_) => "bad_body",
+        }
+    }
+}
+
+/// Boxed future returned by [`Scrape::fetch`].
+pub type FetchFuture<'a> = Pin<Box<dyn Future<Output = Result<String, ScrapeError>> + Send + 'a>>;
+
+/// Fetches one metrics page.
+pub trait Scrape: Send + Sync {
+    /// GETs `url` and returns its body.
+    fn fetch<'a>(&'a self, url: &'a str) -> FetchFuture<'a>;
+}
+
+/// Plain HTTP scraping of pod or host IPs (flat networks).
+pub struct HttpScrape {
+    client: Client<HttpConnector, Empty<Bytes>>,
+    timeout: Duration,
+}
+
+impl HttpScrape {
+    /// A scraper with a per-request timeout.
+    pub fn new(timeout: Duration) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(timeout));
+        Self {
+            client: Client::builder(TokioExecutor::new()).build(connector),
+            timeout,
+        }
+    }
+}
+
+impl Scrape for HttpScrape {
+    fn fetch<'a>(&'a self, url: &'a str) -> FetchFuture<'a> {
+        Box::pin(async move {
+            let uri: hyper::Uri = url.parse().map_err(|_| ScrapeError::Url(url.to_owned()))?;
+            let request = async {
+                let resp = self
+                    .client
+                    .get(uri)
+                    .await
+                    .map_err(|e| ScrapeError::Transport(e.to_string()))?;
+                if resp.status() != hyper::StatusCode::OK {
+                    return Err(ScrapeError::Status(resp.status().as_u16()));
+                }
+                let body = Limited::new(resp.into_body(), MAX_BODY_BYTES)
+                    .collect()
+                    .await
+                    .map_err(|e| ScrapeError::Body(e.to_string()))?
+                    .to_bytes();
+                String::from_utf8(body.to_vec()).map_err(|e| ScrapeError::Body(e.to_string()))
+            };
+            tokio::time::timeout(self.timeout, request)
+                .await
+                .map_err(|_| ScrapeError::Timeout)?
+        })
+    }
+}
+
+/// One sample of the Prometheus text format.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    /// Metric name (with `_total`, `_bucket` ... suffixes as exposed).
+    pub name: String,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Value.
+    pub value: f64,
+}
+
+/// Parses the Prometheus / OpenMetrics text format. Malformed lines are skipped and counted, never
+/// fatal: a robot with one bad line still tells us the rest.
+pub fn parse(text: &str) -> (Vec<Sample>, usize) {
+    let mut samples = Vec::new();
+    let mut malformed = 0;
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        match parse_line(line) {
+            Some(s) => samples.push(s),
+            None => malformed += 1,
+        }
+    }
+    (samples, malformed)
+}
+
+fn parse_line(line: &str) -> Option<Sample> {
+    let name_end = line.find(|c: char| c == '{' || c.is_whitespace())?;
+    let name = &line[..name_end];
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+    {
+        return None;
+    }
+    let mut rest = &line[name_end..];
+    let mut labels = BTreeMap::new();
+    if let Some(after) = rest.strip_prefix('{') {
+        let (parsed, remaining) = parse_labels(after)?;
+        labels = parsed;
+        rest = remaining;
+    }
+    let value = rest.split_whitespace().next()?;
+    let value = match value {
+        "+Inf" => f64::INFINITY,
+        "-Inf" => f64::NEG_INFINITY,
+        v => v.parse().ok()?,
+    };
+    Some(Sample {
+        name: name.to_owned(),
+        labels,
+        value,
+    })
+}
+
+/// Parses `k="v",k2="v2"}` and returns the labels and what follows the `}`.
+fn parse_labels(mut s: &str) -> Option<(BTreeMap<String, String>, &str)> {
+    let mut labels = BTreeMap::new();
+    loop {
+        s = s.trim_start_matches([',', ' ']);
+        if let Some(rest) = s.strip_prefix('}') {
+            return Some((labels, rest));
+        }
+        let eq = s.find('=')?;
+        let key = s[..eq].trim().to_owned();
+        s = s[eq + 1..].strip_prefix('"')?;
+        let mut value = String::new();
+        let mut chars = s.char_indices();
+        let end = loop {
+            let (i, c) = chars.next()?;
+            match c {
+                '\\' => match chars.next()?.1 {
+                    'n' => value.push('\n'),
+                    other => value.push(other),
+                },
+                '"' => break i,
+                c => value.push(c),
+            }
+        };
+        labels.insert(key, value);
+        s = &s[end + 1..];
+    }
+}
+
+/// What a robot's sidecar says it serves, from `robofleet_model_info`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoadedModel {
+    /// sha256 of the loaded file.
+    pub sha256: String,
+    /// The fallback model is served (the requested one failed).
+    pub fallback: bool,
+    /// Execution provider that took the model.
+    pub execution_provider: String,
+}
+
+/// The model a sidecar reports serving (the `robofleet_model_info` series with value 1).
+pub fn loaded_model(samples: &[Sample]) -> Option<LoadedModel> {
+    samples
+        .iter()
+        .find(|s| s.name == "robofleet_model_info" && s.value == 1.0)
+        .map(|s| LoadedModel {
+            sha256: s.labels.get("sha256").cloned().unwrap_or_default(),
+            fallback: s.labels.get("fallback").is_some_and(|f| f == "true"),
+            execution_provider: s
+                .labels
+                .get("execution_provider")
+                .cloned()
+                .unwrap_or_default(),
+        })
+}
+
+/// The failure reasons a sidecar counted, largest count first (`robofleet_model_load_failures_total`).
+pub fn load_failure_reasons(samples: &[Sample]) -> Vec<(String, f64)> {
+    let mut out: Vec<(String, f64)> = samples
+        .iter()
+        .filter(|s| s.name == "robofleet_model_load_failures_total" && s.value > 0.0)
+        .map(|s| (s.labels.get("reason").cloned().unwrap_or_default(), s.value))
+        .collect();
+    out.sort_by(|a, b| b.1.total_cmp(&a.1));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PAGE: &str = r#"# HELP robofleet_model_info The served model
+# TYPE robofleet_model_info gauge
+robofleet_model_info{model="detector",model_version="v2",sha256="abc",execution_provider="cpu",fallback="true"} 1
+robofleet_model_load_failures_total{reason="verify"} 3
+robofleet_model_load_failures_total{reason="download"} 1
+robofleet_inference_request_duration_seconds_bucket{model="d",le="+Inf"} 12
+weird line without value
+robofleet_escaped{path="a\"b\\c"} 2.5e0
+# EOF
+"#;
+
+    #[test]
+    fn parses_samples_and_counts_malformed_lines() {
+        let (samples, malformed) = parse(PAGE);
+        assert_eq!(malformed, 1);
+        assert_eq!(samples.len(), 5);
+        let esc = samples
+            .iter()
+            .find(|s| s.name == "robofleet_escaped")
+            .unwrap();
+        assert_eq!(esc.labels["path"], r#"a"b\c"#);
+        assert_eq!(esc.value, 2.5);
+        let inf = samples
+            .iter()
+            .find(|s| s.name.ends_with("_bucket"))
+            .unwrap();
+        assert_eq!(inf.labels["le"], "+Inf");
+    }
+
+    #[test]
+    fn reads_the_loaded_model_and_failure_reasons() {
+        let (samples, _) = parse(PAGE);
+        let m = loaded_model(&samples).unwrap();
+        assert!(m.fallback);
+        assert_eq!(m.sha256, "abc");
+        assert_eq!(
+            load_failure_reasons(&samples)[0],
+            ("verify".to_owned(), 3.0)
+        );
+        assert!(loaded_model(&parse("garbage{{{\n").0).is_none());
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        for text in [
+            "{",
+            "a{b=\"",
+            "a{b=\"c\"",
+            "a{=}",
+            "\u{0}\u{1} 1",
+            "a 1 2 3",
+            "a{b=c} 1",
+        ] {
+            let _ = parse(text);
+        }
+    }
+}
