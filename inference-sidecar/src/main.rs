@@ -51,7 +51,10 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(app::serve(cfg)) {
+            let result = runtime.block_on(app::serve(cfg));
+            // a model load still running on a blocking thread must not hold the exit
+            runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+            match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(kind = e.kind(), "{e}");

@@ -207,6 +207,7 @@ async fn serve_overhead() {
         "loadavg_after": loadavg,
         "command": std::env::var("ROBOFLEET_BENCH_COMMAND").unwrap_or_else(|_| "cargo test -p inference-sidecar --test bench".into()),
         "model": model.file_name().map(|n| n.to_string_lossy().into_owned()),
+        "model_sha256": common::model_ref(&model).rsplit('@').next().unwrap_or_default().to_owned(),
         "input_shapes": inputs.iter().map(|(_, s, _)| s.clone()).collect::<Vec<_>>(),
         "intra_op_threads": threads,
         "rounds": rounds,
