@@ -549,3 +549,33 @@ async fn a_warmup_shape_lets_a_model_that_rejects_batch_one_warm_up() {
     let text = s.metrics(&http).await;
     assert!(text.contains(r#"fallback="false"} 1"#), "{text}");
 }
+
+#[tokio::test]
+async fn sigterm_while_the_model_downloads_exits_zero() {
+    // a model server that accepts the connection and never answers
+    let stalled = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = stalled.local_addr().unwrap();
+    let http = Http::new();
+    let mut s = Server::start(&[
+        "--model".into(),
+        format!("http://{addr}/m.onnx@{}", "0".repeat(64)),
+    ]);
+    let live = http
+        .get(&format!("{}/v2/health/live", s.admin))
+        .await
+        .unwrap();
+    assert_eq!(live.status, 200);
+    let ready = http
+        .get(&format!("{}/v2/health/ready", s.admin))
+        .await
+        .unwrap();
+    assert_eq!(ready.status, 503);
+    let r = http
+        .post_json(&format!("{}/v2/models/model/infer", s.api), &good_request())
+        .await;
+    assert_eq!(r.status, 503, "{:?}", r.body);
+    s.terminate();
+    let status = s.wait_exit(Duration::from_secs(30)).await;
+    assert_eq!(status.code(), Some(0), "{}", s.log());
+    drop(stalled);
+}
