@@ -204,9 +204,9 @@ fn blinded_sensor_stops_with_sensor_invalid() {
     let dir = tmpdir("blind");
     let mut s = setup(&policy(0.35, "300ms", ""), &dir);
     clear_the_lock(&mut s);
-    s.scans.send(&json!({"fill": "nan"}));
-    s.reader.wait_for("stop", MATCH_TIMEOUT, |v| {
-        v["ev"] == "sample" && v["data"] == true
+    let reader = &mut s.reader;
+    pace_until(&mut s.scans, &json!({"fill": "nan"}), MATCH_TIMEOUT, || {
+        last_lock(reader) == Some(true)
     });
     wait_metric(
         &s.addr,
@@ -266,14 +266,24 @@ fn garbage_on_the_scan_topic_is_counted_not_fatal() {
         &dir,
     );
     clear_the_lock(&mut s);
-    s.scans.send(&json!({"garbage": "truncated"}));
-    s.scans.send(&json!({"garbage": "bad_length"}));
-    wait_metric(
-        &s.addr,
-        "robofleet_ros_malformed_messages_total{topic=\"/scan\"}",
-        MATCH_TIMEOUT,
-        |v| v >= 2.0,
-    );
+    // Matching is per side: the monitor may not have matched a new (best-effort) garbage writer
+    // when its first sample goes out, so send each kind until it is counted.
+    let addr = s.addr.clone();
+    let series = "robofleet_ros_malformed_messages_total{topic=\"/scan\"}";
+    let mut counted = 0.0;
+    for kind in ["truncated", "bad_length"] {
+        let before = counted;
+        pace_until(
+            &mut s.scans,
+            &json!({ "garbage": kind }),
+            MATCH_TIMEOUT,
+            || {
+                counted = metric(&addr, series);
+                counted > before
+            },
+        );
+    }
+    assert!(counted >= 2.0);
     // Still alive and still judging scans.
     let reader = &mut s.reader;
     pace_until(&mut s.scans, &scan(&[(0, 0.2)]), MATCH_TIMEOUT, || {

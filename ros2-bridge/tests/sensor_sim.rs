@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::*;
-use ros2_bridge::sim::{config::SimFile, scene::Scene};
+use ros2_bridge::msg::Time;
+use ros2_bridge::sim::{camera, config::SimFile, rng::Rng, scene::Scene};
 
 fn tmpdir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("ros2-bridge-sim-{name}-{}", std::process::id()));
@@ -208,4 +209,76 @@ fn cyclone_receives_sensor_sim_scans_with_exact_values() {
         Some(0),
         "no expectations: passes"
     );
+}
+
+#[test]
+#[ignore = "needs a loopback-only netns and the test venv (make test)"]
+fn cyclone_receives_sensor_sim_camera_frames() {
+    require_netns();
+    let dir = tmpdir("camera");
+    let domain = domain();
+    let scenario = "sensor: {type: camera, topic: /camera/image_raw, frameId: camera_optical, rateHz: 20, camera: {width: 32, height: 24, encoding: bgr8}}\n\
+        duration: 4s\nscenario: {obstacles: [{bearingDeg: 10, startDistance: 1.0, width: 0.5}]}\n";
+    let mut reader = cyclone(
+        "image-reader",
+        domain,
+        &[
+            "read",
+            "--topic",
+            "/camera/image_raw",
+            "--type",
+            "image",
+            "--reliability",
+            "best_effort",
+        ],
+    );
+    let cfg_path = dir.join("scenario.yaml");
+    std::fs::write(&cfg_path, scenario).expect("scenario");
+    let result = dir.join("result.json");
+    let mut sim = bridge(
+        "sim",
+        domain,
+        &[
+            "sensor-sim",
+            "--config",
+            cfg_path.to_str().unwrap(),
+            "--result",
+            result.to_str().unwrap(),
+        ],
+    );
+    let sample = reader.wait_for("a frame", MATCH_TIMEOUT, |v| v["ev"] == "sample");
+    let msg = &sample["msg"];
+    let cfg = SimFile::parse(scenario).unwrap().validate("").unwrap();
+    let (want, _) = camera::frame(
+        &cfg.camera.unwrap(),
+        &cfg.obstacles,
+        0.0,
+        &mut Rng::new(0),
+        Time::default(),
+        "camera_optical",
+    );
+    assert_eq!(msg["encoding"], "bgr8");
+    assert_eq!(
+        (
+            msg["width"].as_u64(),
+            msg["height"].as_u64(),
+            msg["step"].as_u64()
+        ),
+        (Some(32), Some(24), Some(96))
+    );
+    assert_eq!(msg["header"]["frame_id"], "camera_optical");
+    let data: Vec<u8> = msg["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u8)
+        .collect();
+    assert_eq!(data, want.data, "pixels differ");
+    assert!(
+        data.chunks(3).any(|p| p != [96, 96, 96]),
+        "the obstacle is drawn"
+    );
+    assert_eq!(sim.wait_exit(Duration::from_secs(30)).code(), Some(0));
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&result).unwrap()).unwrap();
+    assert!(r["messagesPublished"].as_u64().unwrap() > 10, "{r}");
 }

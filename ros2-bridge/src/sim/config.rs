@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::camera::{CameraConfig, Encoding};
 use crate::safety::config::{ConfigError, parse_duration, resolve_topic};
 
 /// The file: the `SensorSim` spec as the CRD writes it (fields the sim does not use, such as
@@ -52,9 +53,34 @@ pub struct SensorSpec {
     /// LIDAR geometry.
     #[serde(default)]
     pub lidar: LidarSpec,
-    /// Camera settings (accepted, not simulated yet).
+    /// Camera settings (`type: camera`).
     #[serde(default)]
-    pub camera: Option<serde_yaml::Value>,
+    pub camera: Option<CameraSpec>,
+}
+
+/// `sensor.camera`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CameraSpec {
+    /// Columns.
+    #[serde(default = "default_width")]
+    pub width: u32,
+    /// Rows.
+    #[serde(default = "default_height")]
+    pub height: u32,
+    /// `rgb8`, `bgr8`, `mono8` (`jpeg`/`png` are not built yet).
+    #[serde(default = "default_encoding")]
+    pub encoding: String,
+}
+
+fn default_width() -> u32 {
+    640
+}
+fn default_height() -> u32 {
+    480
+}
+fn default_encoding() -> String {
+    "rgb8".into()
 }
 
 /// `sensor.lidar`.
@@ -194,7 +220,7 @@ pub struct FaultSpec {
     /// Every scan all NaN from this time on (a blinded sensor).
     #[serde(default)]
     pub blind_after: Option<String>,
-    /// Camera only (not simulated yet).
+    /// Camera only: frames with truncated data.
     #[serde(default)]
     pub corrupt_image_rate: Option<f64>,
 }
@@ -290,6 +316,8 @@ pub struct Obstacle {
 /// The validated scenario.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SimConfig {
+    /// `Some` for a camera sensor (frames instead of scans).
+    pub camera: Option<CameraConfig>,
     /// Resolved topic.
     pub topic: String,
     /// Frame.
@@ -364,11 +392,43 @@ impl SimFile {
     pub fn validate(&self, robot: &str) -> Result<SimConfig, ConfigError> {
         let bad = |m: &str| Err(ConfigError::Invalid(m.into()));
         let s = &self.sensor.lidar;
-        if self.sensor.kind != "lidar2d" {
-            return bad(
-                "sensor.type must be lidar2d (camera frames: `ros2-bridge sensor-sim` camera support is not built yet)",
-            );
-        }
+        let camera = match self.sensor.kind.as_str() {
+            "lidar2d" => None,
+            "camera" => {
+                let c = self.sensor.camera.clone().unwrap_or(CameraSpec {
+                    width: default_width(),
+                    height: default_height(),
+                    encoding: default_encoding(),
+                });
+                let encoding = match c.encoding.as_str() {
+                    "rgb8" => Encoding::Rgb8,
+                    "bgr8" => Encoding::Bgr8,
+                    "mono8" => Encoding::Mono8,
+                    other => {
+                        return Err(ConfigError::Invalid(format!(
+                            "camera encoding {other:?} is not simulated yet (rgb8, bgr8, mono8)"
+                        )));
+                    }
+                };
+                if !(16..=4096).contains(&c.width) || !(16..=4096).contains(&c.height) {
+                    return bad("camera width and height must be in [16, 4096]");
+                }
+                Some(CameraConfig {
+                    width: c.width,
+                    height: c.height,
+                    encoding,
+                    corrupt_rate: rate(
+                        "faults.corruptImageRate",
+                        self.faults.corrupt_image_rate.unwrap_or(0.0),
+                    )?,
+                })
+            }
+            other => {
+                return Err(ConfigError::Invalid(format!(
+                    "sensor.type must be lidar2d or camera, got {other:?}"
+                )));
+            }
+        };
         let rate_hz = self.sensor.rate_hz;
         if !(rate_hz > 0.0 && rate_hz <= 1000.0) || s.beams == 0 || s.beams > 100_000 {
             return bad("sensor.rateHz must be in (0, 1000] and beams in [1, 100000]");
@@ -402,7 +462,12 @@ impl SimFile {
         let mut expect = Vec::new();
         for e in &self.expect {
             if e.max_decode_error_ratio.is_some() {
-                return bad("maxDecodeErrorRatio needs camera simulation, which is not built yet");
+                return bad(
+                    "maxDecodeErrorRatio needs the detect bridge under test, which is not built yet",
+                );
+            }
+            if camera.is_some() {
+                return bad("a camera sensor cannot have safety expectations");
             }
             let x = match (
                 &e.safety_stop_within,
@@ -441,6 +506,7 @@ impl SimFile {
         }
         let n = s.beams as f64;
         Ok(SimConfig {
+            camera,
             topic: resolve_topic(&self.sensor.topic, robot)?,
             frame_id: self.sensor.frame_id.clone(),
             period: Duration::from_secs_f64(1.0 / rate_hz),
@@ -498,9 +564,14 @@ mod tests {
         let camera = spec(include_str!(
             "../../../docs/reference/examples/sensorsim-camera.yaml"
         ));
-        let err = SimFile::parse(&camera)
-            .and_then(|f| f.validate("r"))
-            .expect_err("camera is not simulated yet");
-        assert!(err.to_string().contains("camera"), "{err}");
+        let mut cam = SimFile::parse(&camera).expect("parse camera");
+        let err = cam
+            .validate("r")
+            .expect_err("decode expectations need the detect bridge");
+        assert!(err.to_string().contains("detect bridge"), "{err}");
+        cam.expect.retain(|e| e.max_decode_error_ratio.is_none());
+        let c = cam.validate("r").expect("valid camera scenario");
+        let cc = c.camera.expect("camera");
+        assert_eq!((cc.width, cc.height, cc.corrupt_rate), (640, 480, 0.05));
     }
 }

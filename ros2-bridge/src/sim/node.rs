@@ -13,9 +13,11 @@ use prometheus_client::{
 use serde::Serialize;
 use tokio::sync::oneshot;
 
+use super::camera;
 use super::config::SimConfig;
+use super::rng::Rng;
 use super::scene::{Scene, Step};
-use crate::msg::{Bool, LaserScan, Time};
+use crate::msg::{Bool, Image, LaserScan, Time};
 use crate::ros::{self, RosError, RosOptions};
 
 /// `{sensor}`.
@@ -74,6 +76,8 @@ pub struct Faults {
     pub stall: u64,
     /// Scans published blinded (all NaN).
     pub blind: u64,
+    /// Camera frames published corrupt.
+    pub corrupt_image: u64,
 }
 
 /// What the run observed.
@@ -141,8 +145,24 @@ async fn run(
         .create_publisher::<LaserScan>(&scan_topic, Some(ros::qos_sensor()))
         .map_err(mk("scan writer"))?;
     let lock_qos = ros::qos_latched().history(ros2_client::qos::History::KeepLast { depth: 100 });
-    let lock = match &cfg.stop_topic {
-        Some(t) => {
+    let images = match &cfg.camera {
+        Some(_) => {
+            let topic = node
+                .create_topic(
+                    &ros::topic_name(&cfg.topic)?,
+                    ros::type_name::<Image>(),
+                    &ros::qos_sensor(),
+                )
+                .map_err(mk("image topic"))?;
+            Some(
+                node.create_publisher::<Image>(&topic, Some(ros::qos_sensor()))
+                    .map_err(mk("image writer"))?,
+            )
+        }
+        None => None,
+    };
+    let lock = match (&cfg.stop_topic, &cfg.camera) {
+        (Some(t), None) => {
             let topic = node
                 .create_topic(&ros::topic_name(t)?, ros::type_name::<Bool>(), &lock_qos)
                 .map_err(mk("stop topic"))?;
@@ -151,7 +171,7 @@ async fn run(
                     .map_err(mk("stop reader"))?,
             )
         }
-        None => None,
+        _ => None,
     };
     let mut lock_stream = lock.as_ref().map(|l| Box::pin(l.async_stream()));
     let label = SensorLabel { sensor: "lidar2d" };
@@ -201,6 +221,7 @@ async fn run(
     }
 
     let mut scene = Scene::new(cfg.clone());
+    let mut frame_rng = Rng::new(cfg.noise.seed ^ 0x5EED_CA3E);
     let mut out = Outcome::default();
     let t0 = Instant::now();
     if let Some(v) = last_lock {
@@ -224,6 +245,35 @@ async fn run(
                     break;
                 }
                 let t = now.duration_since(t0).as_secs_f64();
+                if let (Some(cam), Some(images)) = (&cfg.camera, &images) {
+                    next += cfg.period;
+                    if cfg.stall_after.is_some_and(|s| t >= s) {
+                        if !stalled {
+                            stalled = true;
+                            out.faults.stall = 1;
+                            metrics.faults.get_or_create(&FaultLabel { fault: "stall" }).inc();
+                        }
+                        continue;
+                    }
+                    if frame_rng.chance(cfg.drop_rate) {
+                        out.faults.drop += 1;
+                        metrics.faults.get_or_create(&FaultLabel { fault: "drop" }).inc();
+                        continue;
+                    }
+                    let (img, corrupt) = camera::frame(cam, &cfg.obstacles, t, &mut frame_rng, Time::now(), &cfg.frame_id);
+                    if corrupt {
+                        out.faults.corrupt_image += 1;
+                        metrics.faults.get_or_create(&FaultLabel { fault: "corrupt_image" }).inc();
+                    }
+                    match images.publish(img) {
+                        Ok(()) => {
+                            out.published += 1;
+                            metrics.published.get_or_create(&SensorLabel { sensor: "camera" }).inc();
+                        }
+                        Err(e) => tracing::warn!(error = ?e, "image publish failed"),
+                    }
+                    continue;
+                }
                 match scene.step(t, Time::now()) {
                     Step::Scan(s, injected) => {
                         let blind = cfg.blind_after.is_some_and(|b| t >= b);

@@ -69,6 +69,17 @@ class LaserScan(IdlStruct, typename="sensor_msgs::msg::dds_::LaserScan_"):
     intensities: t.sequence[t.float32]
 
 
+@dataclass
+class Image(IdlStruct, typename="sensor_msgs::msg::dds_::Image_"):
+    header: Header
+    height: t.uint32
+    width: t.uint32
+    encoding: str
+    is_bigendian: t.uint8
+    step: t.uint32
+    data: t.sequence[t.uint8]
+
+
 # Garbage on the scan topic: same DDS type name, wrong layout.
 @dataclass
 class LaserScanTruncated(IdlStruct, typename="sensor_msgs::msg::dds_::LaserScan_"):
@@ -162,7 +173,7 @@ class Detection2DArray(IdlStruct, typename="vision_msgs::msg::dds_::Detection2DA
     detections: t.sequence[Detection2D]
 
 
-TYPES = {"scan": LaserScan, "bool": Bool, "detections": Detection2DArray}
+TYPES = {"scan": LaserScan, "bool": Bool, "detections": Detection2DArray, "image": Image}
 
 _out_lock = threading.Lock()
 
@@ -210,6 +221,8 @@ def to_json(v):
         if math.isinf(v):
             return "inf" if v > 0 else "-inf"
         return v
+    if isinstance(v, (bytes, bytearray)):
+        return list(v)
     if isinstance(v, list):
         return [to_json(x) for x in v]
     if hasattr(v, "__dataclass_fields__"):
