@@ -59,7 +59,7 @@ pub struct ServeArgs {
     /// The model served when --model fails to fetch, verify, load or warm up (URI@sha256).
     #[arg(long, env = "ROBOFLEET_FALLBACK_MODEL")]
     pub fallback_model: Option<String>,
-    /// Name under which the model is served (/v2/models/<name>) and labelled in metrics.
+    /// Name under which the model is served (/v2/models/NAME) and labelled in metrics.
     #[arg(long, env = "ROBOFLEET_MODEL_NAME", default_value = "model")]
     pub model_name: String,
     /// Free version label of --model (metrics label `model_version`).
