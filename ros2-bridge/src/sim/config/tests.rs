@@ -9,7 +9,7 @@ fn spec(text: &str) -> String {
 #[test]
 fn crd_examples_are_valid_scenario_files() {
     let full = spec(include_str!(
-        "../../../docs/reference/examples/sensorsim.yaml"
+        "../../../../docs/reference/examples/sensorsim.yaml"
     ));
     let mut f = SimFile::parse(&full).expect("parse");
     assert!(
@@ -22,14 +22,14 @@ fn crd_examples_are_valid_scenario_files() {
     assert_eq!(c.expect.len(), 3);
     assert_eq!(c.obstacles[0].appear, 1.0);
     let minimal = spec(include_str!(
-        "../../../docs/reference/examples/sensorsim-minimal.yaml"
+        "../../../../docs/reference/examples/sensorsim-minimal.yaml"
     ));
     let m = SimFile::parse(&minimal).expect("parse minimal");
     if m.expect.is_empty() {
         m.validate("r").expect("valid minimal");
     }
     let camera = spec(include_str!(
-        "../../../docs/reference/examples/sensorsim-camera.yaml"
+        "../../../../docs/reference/examples/sensorsim-camera.yaml"
     ));
     let mut cam = SimFile::parse(&camera).expect("parse camera");
     let err = cam
