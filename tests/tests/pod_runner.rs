@@ -7,12 +7,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ContainerStatus, Node, Pod};
-use kube::api::{DeleteParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use robofleet_tests::runner::process;
-use robofleet_tests::{TestCluster, TestNamespace, wait_until};
+use robofleet_tests::{TestCluster, TestNamespace, random_suffix, wait_until};
 
 const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 
@@ -554,4 +554,97 @@ async fn deleting_a_pod_stops_its_processes() -> anyhow::Result<()> {
     }
     assert!(pids(&runner, &p).is_empty(), "PID records removed");
     Ok(())
+}
+
+#[tokio::test]
+#[ignore = "needs cluster"]
+async fn robot_offline_keeps_its_processes_and_reports_again_when_back() -> anyhow::Result<()> {
+    let cluster = TestCluster::connect().await?;
+    let Some(runner) = cluster.require_pod_runner("offline_robot")? else {
+        return Ok(());
+    };
+    // A robot of its own (no robot label, so no other test sees it go away).
+    let node_name = format!("offline-runner-{}", random_suffix());
+    let nodes: Api<Node> = Api::all(cluster.client.clone());
+    let node: Node = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": node_name, "labels": {
+            "kwok.x-k8s.io/node": "fake", "type": "kwok", "kubernetes.io/hostname": node_name,
+            robofleet_crds::labels::ROS_DOMAIN_ID: "43"}},
+        "spec": {"podCIDR": "127.7.0.0/24", "podCIDRs": ["127.7.0.0/24"]},
+        // kwok's node-initialize stage keeps the InternalIP only next to a Hostname address
+        "status": {"addresses": [{"type": "InternalIP", "address": "127.97.0.1"},
+                                 {"type": "Hostname", "address": node_name}],
+                   "allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"},
+                   "capacity": {"cpu": "4", "memory": "8Gi", "pods": "110"}},
+    }))?;
+    nodes.create(&PostParams::default(), &node).await?;
+    let ns = TestNamespace::create(&cluster.client, "runner-offline", &[]).await?;
+    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &ns.name);
+    let result = async {
+        wait_until(Duration::from_secs(60), "new robot Ready", || async {
+            Ok(nodes.get_opt(&node_name).await?.is_some_and(|n| {
+                n.status
+                    .and_then(|s| s.conditions)
+                    .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+            }))
+        })
+        .await?;
+        let pod = managed_pod(
+            "monitor",
+            &node_name,
+            serde_json::json!({
+                "hostNetwork": true,
+                "tolerations": [{"operator": "Exists"}],
+                "containers": [{"name": "monitor", "image": "busybox",
+                                "command": ["sh", "-c", "while true; do sleep 1; done"]}],
+            }),
+        )?;
+        pods.create(&PostParams::default(), &pod).await?;
+        let p = wait_pod(&pods, "monitor", 60, "pod Ready", ready).await?;
+        let (_, pid) = pids(&runner, &p)
+            .into_iter()
+            .next()
+            .ok_or_else(|| anyhow::anyhow!("no PID recorded"))?;
+
+        // Off Wi-Fi: heartbeats stop, the node lifecycle controller marks the pod not Ready.
+        let patch = serde_json::json!({"metadata": {"labels": {"kwok.x-k8s.io/node": null}}});
+        nodes
+            .patch(&node_name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        wait_pod(
+            &pods,
+            "monitor",
+            90,
+            "pod marked not Ready while offline",
+            |p| !ready(p),
+        )
+        .await?;
+        assert!(
+            alive(pid),
+            "the robot's processes keep running while it is offline"
+        );
+
+        // Back: the runner reports the (still running) container again.
+        let patch = serde_json::json!({"metadata": {"labels": {"kwok.x-k8s.io/node": "fake"}}});
+        nodes
+            .patch(&node_name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        let p = wait_pod(&pods, "monitor", 90, "pod Ready again", ready).await?;
+        assert_eq!(container(&p, "monitor").map(|c| c.restart_count), Some(0));
+        assert!(alive(pid), "same process, not a restart");
+        pods.delete("monitor", &DeleteParams::default()).await?;
+        wait_until(Duration::from_secs(30), "pod deleted", || async {
+            Ok(pods.get_opt("monitor").await?.is_none())
+        })
+        .await?;
+        wait_until(Duration::from_secs(5), "process gone", || async {
+            Ok(!alive(pid))
+        })
+        .await?;
+        anyhow::Ok(())
+    }
+    .await;
+    nodes.delete(&node_name, &DeleteParams::default()).await?;
+    result
 }

@@ -57,6 +57,11 @@ pub async fn run(cfg: Config, client: Client) -> Result<(), RunnerError> {
     let mut pods: HashMap<String, Handle> = HashMap::new();
     let mut nodes: HashMap<String, Option<NodeInfo>> = HashMap::new();
     let mut seen: HashSet<String> = HashSet::new();
+    let node_wc = watcher::Config::default().labels(&selector_string(&cfg.node_selector));
+    let mut node_events = watcher(nodes_api.clone(), node_wc)
+        .default_backoff()
+        .boxed();
+    let mut online: HashMap<String, watch::Sender<bool>> = HashMap::new();
     let (done_tx, mut done) = mpsc::unbounded_channel::<String>();
     tracing::info!(selector = %cfg.pod_selector, "pod runner watching");
     loop {
@@ -66,6 +71,15 @@ pub async fn run(cfg: Config, client: Client) -> Result<(), RunnerError> {
             Some(uid) = done.recv() => {
                 if pods.get(&uid).is_some_and(|h| h.task.is_finished()) {
                     pods.remove(&uid);
+                }
+            }
+            Some(Ok(ev)) = node_events.next() => {
+                if let watcher::Event::Apply(n) | watcher::Event::InitApply(n) = ev {
+                    let now = is_online(&n);
+                    online
+                        .entry(n.name_any())
+                        .or_insert_with(|| watch::channel(now).0)
+                        .send_if_modified(|v| std::mem::replace(v, now) != now);
                 }
             }
             ev = events.next() => match ev {
@@ -81,8 +95,11 @@ pub async fn run(cfg: Config, client: Client) -> Result<(), RunnerError> {
                 }
                 Some(Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p))) => {
                     seen.insert(p.uid().unwrap_or_default());
-                    let ctx = Ctx { cfg: &cfg, client: &client, nodes_api: &nodes_api, done: &done_tx };
-                    on_pod(p, &ctx, &mut pods, &mut nodes).await;
+                    let mut ctx = Ctx {
+                        cfg: &cfg, client: &client, nodes_api: &nodes_api, done: &done_tx,
+                        online: &mut online,
+                    };
+                    on_pod(p, &mut ctx, &mut pods, &mut nodes).await;
                 }
                 Some(Ok(watcher::Event::Delete(p))) => {
                     if let Some(h) = pods.get(&p.uid().unwrap_or_default()) {
@@ -103,6 +120,7 @@ pub async fn run(cfg: Config, client: Client) -> Result<(), RunnerError> {
 }
 
 struct Ctx<'a> {
+    online: &'a mut HashMap<String, watch::Sender<bool>>,
     cfg: &'a Arc<Config>,
     client: &'a Client,
     nodes_api: &'a Api<Node>,
@@ -120,7 +138,7 @@ fn grace_of(p: &Pod) -> Duration {
 
 async fn on_pod(
     p: Pod,
-    ctx: &Ctx<'_>,
+    ctx: &mut Ctx<'_>,
     pods: &mut HashMap<String, Handle>,
     nodes: &mut HashMap<String, Option<NodeInfo>>,
 ) {
@@ -138,7 +156,13 @@ async fn on_pod(
         Some(n) => n.clone(),
         None => {
             let info = match ctx.nodes_api.get_opt(&node_name).await {
-                Ok(Some(n)) => node_info(&n, &ctx.cfg.node_selector),
+                Ok(Some(n)) => {
+                    let now = is_online(&n);
+                    ctx.online
+                        .entry(node_name.clone())
+                        .or_insert_with(|| watch::channel(now).0);
+                    node_info(&n, &ctx.cfg.node_selector)
+                }
                 Ok(None) => None,
                 Err(e) => {
                     tracing::warn!(node = %node_name, "reading node: {e}");
@@ -166,13 +190,35 @@ async fn on_pod(
     }
     tracing::info!(pod = %p.name_any(), namespace = %p.namespace().unwrap_or_default(), node = %node.name, "starting pod");
     let (stop, stop_rx) = watch::channel(None);
+    let online = ctx
+        .online
+        .entry(node.name.clone())
+        .or_insert_with(|| watch::channel(true).0)
+        .subscribe();
     let (cfg, client, done) = (ctx.cfg.clone(), ctx.client.clone(), ctx.done.clone());
     let task_uid = uid.clone();
     let task = tokio::spawn(async move {
-        pod::run(p, node, cfg, client, stop_rx).await;
+        pod::run(p, node, cfg, client, online, stop_rx).await;
         let _ = done.send(task_uid);
     });
     pods.insert(uid, Handle { stop, task });
+}
+
+/// The label kwok simulates nodes by: a robot without it is offline (`tests/cluster/up.sh`).
+pub const ONLINE_LABEL: (&str, &str) = ("kwok.x-k8s.io/node", "fake");
+
+/// Whether the robot is online: its pods keep running either way (as on a robot off Wi-Fi), but
+/// the runner writes their status only while it is online.
+pub fn is_online(n: &Node) -> bool {
+    n.labels().get(ONLINE_LABEL.0).map(String::as_str) == Some(ONLINE_LABEL.1)
+}
+
+fn selector_string(selector: &BTreeMap<String, String>) -> String {
+    selector
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// The robot's address, domain and CPUs, if the node is a simulated robot.

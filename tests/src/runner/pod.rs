@@ -66,6 +66,7 @@ pub async fn run(
     node: NodeInfo,
     cfg: Arc<Config>,
     client: Client,
+    online: watch::Receiver<bool>,
     mut stop: watch::Receiver<Option<Stop>>,
 ) {
     let ns = pod.namespace().unwrap_or_default();
@@ -80,6 +81,7 @@ pub async fn run(
             .and_then(|s| s.conditions.clone())
             .unwrap_or_default(),
         last: None,
+        online,
     };
     let result = supervise(&pod, &node, &cfg, &client, &mut writer, &mut stop).await;
     if let Err(e) = result {
@@ -203,8 +205,17 @@ async fn supervise(
     }
     drop(updates_tx);
     let mut stopping = false;
+    let mut online = writer.online.clone();
     loop {
         tokio::select! {
+            // Back online: write the status again (the node lifecycle controller marked the pod
+            // not Ready while the robot was away).
+            Ok(()) = online.changed(), if !stopping => {
+                if *online.borrow_and_update() {
+                    writer.last = None;
+                    writer.write(&records).await;
+                }
+            }
             u = updates.recv() => match u {
                 Some((i, rec)) => {
                     if let Some(slot) = records.get_mut(i) {
@@ -319,16 +330,21 @@ fn materialise(plan: &PodPlan) -> Result<(), RunnerError> {
     Ok(())
 }
 
-/// Writes the pod status (merge patch of the status subresource) when it changed.
+/// Writes the pod status (merge patch of the status subresource) when it changed, and only while
+/// the robot is online: a kubelet off the network cannot reach the API server either.
 struct StatusWriter {
     api: Api<Pod>,
     name: String,
     conditions: Vec<PodCondition>,
     last: Option<serde_json::Value>,
+    online: watch::Receiver<bool>,
 }
 
 impl StatusWriter {
     async fn write(&mut self, records: &[status::Container]) {
+        if !*self.online.borrow() {
+            return;
+        }
         let patch = status::pod_status(records, &self.conditions, Timestamp::now());
         if self.last.as_ref() == Some(&patch) {
             return;
