@@ -144,7 +144,7 @@ pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
     );
 
     let store = ModelStore::new(
-        cfg.model_cache.clone(),
+        cfg.model_cache.join(&cfg.model_name),
         cfg.model_cache_max_bytes,
         cfg.model_cache_keep,
         cfg.download_timeout,

@@ -24,6 +24,9 @@ pub enum ConfigError {
         /// what is wrong
         message: String,
     },
+    /// A model name that is not a safe URL path segment and directory name.
+    #[error("--model-name {0:?} must be 1-253 characters of A-Z a-z 0-9 . _ - (not . or ..)")]
+    ModelName(String),
     /// A `--warmup-shape` that is not INPUT=DIMS.
     #[error("--warmup-shape {0:?} is not INPUT=DIMS (e.g. images=1x3x640x640)")]
     WarmupShape(String),
@@ -45,6 +48,7 @@ impl ConfigError {
             Self::Duration { .. } => "duration",
             Self::Zero(_) => "range",
             Self::WarmupShape(_) => "warmup_shape",
+            Self::ModelName(_) => "model_name",
             Self::BatchingRefused(_) => "batching",
         }
     }
@@ -124,7 +128,8 @@ pub struct ServeArgs {
         value_delimiter = ';'
     )]
     pub warmup_shapes: Vec<String>,
-    /// Node-local model cache directory (modelCache.hostPath).
+    /// Node-local model cache directory (modelCache.hostPath); models live in a subdirectory per
+    /// --model-name, so services sharing a robot never evict each other's models.
     #[arg(
         long,
         env = "ROBOFLEET_MODEL_CACHE",
@@ -274,6 +279,19 @@ impl ServeArgs {
         if self.execution_providers.is_empty() {
             return Err(ConfigError::Zero("execution-providers"));
         }
+        let name_ok = !self.model_name.is_empty()
+            && self.model_name.len() <= 253
+            && self.model_name != "."
+            && self.model_name != ".."
+            && self
+                .model_name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        if !name_ok {
+            return Err(ConfigError::ModelName(
+                self.model_name.chars().take(100).collect(),
+            ));
+        }
         let intra_op_threads = if self.intra_op_threads == 0 {
             (cpus / self.max_concurrency).max(1)
         } else {
@@ -393,6 +411,15 @@ mod tests {
 
         let cli = Cli::try_parse_from(["x", "--model", "file:///m.onnx"]).unwrap();
         assert_eq!(cli.serve.validate(1).unwrap_err().kind(), "model");
+        for bad in ["..", "a/b", "", "x y"] {
+            let model = format!("file:///m.onnx@{D}");
+            let cli = Cli::try_parse_from(["x", "--model", &model, "--model-name", bad]).unwrap();
+            assert_eq!(
+                cli.serve.validate(1).unwrap_err().kind(),
+                "model_name",
+                "{bad}"
+            );
+        }
         let cli = Cli::try_parse_from([
             "x",
             "--model",
