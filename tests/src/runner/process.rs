@@ -241,6 +241,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn leftovers_of_a_killed_runner_are_reaped_by_record_only_if_the_pid_is_the_same() {
+        let dir = std::env::temp_dir().join(format!("pod-runner-reap-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let mut sleeper = Command::new("sleep")
+            .arg("60")
+            .process_group(0)
+            .spawn()
+            .expect("sleep starts");
+        let pid = sleeper
+            .id()
+            .and_then(|p| i32::try_from(p).ok())
+            .expect("pid");
+        let start = start_time(pid).expect("start time");
+        std::fs::write(dir.join("a.c.pid"), format!("{pid} {start}\n")).expect("record");
+        // a record whose PID now names another process (different start time) is only removed
+        let me = i32::try_from(std::process::id()).expect("pid");
+        std::fs::write(dir.join("b.c.pid"), format!("{me} 1\n")).expect("record");
+        assert_eq!(reap_leftovers(&dir), 1);
+        let status = sleeper.wait().await.expect("reaped");
+        assert_eq!(exit_code(&status), (137, Some(9)));
+        assert!(recorded(&dir, "").is_empty(), "records removed");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
     async fn stop_kills_the_whole_group_even_when_sigterm_is_ignored() {
         let dir = std::env::temp_dir().join(format!("pod-runner-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
