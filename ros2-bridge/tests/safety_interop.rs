@@ -401,3 +401,86 @@ fn robot_state_topic_is_exported_for_rollout_gating() {
         |v| v == 1.0,
     );
 }
+
+#[test]
+#[ignore = "needs a loopback-only netns and the test venv (make test)"]
+fn slowdown_zone_publishes_nav2_speed_limit() {
+    let dir = tmpdir("slow");
+    let config = policy(0.35, "300ms", "")
+        .replace(
+            "action: stop}\n",
+            "action: stop}\n  - {name: slow, shape: sector, range: 1.0, minAngleDeg: -30, maxAngleDeg: 30, action: slowdown, speedLimitPercent: 40}\n",
+        )
+        .replace("heartbeat: 50ms}", "heartbeat: 50ms, speedLimitTopic: /speed_limit}");
+    let mut s = setup(&config, &dir);
+    let mut limits = cyclone(
+        "limits",
+        s.domain,
+        &["read", "--topic", "/speed_limit", "--type", "speed_limit"],
+    );
+    limits.wait_for("speed limit matched", MATCH_TIMEOUT, |v| {
+        v["ev"] == "matched" && v["n"] == 1
+    });
+    clear_the_lock(&mut s);
+    // 0.7 m ahead: inside the slowdown zone only.
+    let addr = s.addr.clone();
+    let mut got = None;
+    pace_until(&mut s.scans, &scan(&[(0, 0.7)]), MATCH_TIMEOUT, || {
+        got = limits.drain().into_iter().find(|v| v["ev"] == "sample");
+        got.is_some()
+    });
+    let msg = &got.unwrap()["msg"];
+    assert_eq!(msg["percentage"], true);
+    assert_eq!(msg["speed_limit"], 40.0);
+    assert_eq!(msg["header"]["frame_id"], "base_link");
+    assert_eq!(
+        last_lock(&mut s.reader),
+        Some(false),
+        "slowdown does not stop"
+    );
+    // Clear again: the limit is lifted with 0.
+    pace_until(&mut s.scans, &scan(&[]), MATCH_TIMEOUT, || {
+        limits
+            .drain()
+            .iter()
+            .any(|v| v["ev"] == "sample" && v["msg"]["speed_limit"] == 0.0)
+    });
+    assert!(
+        metric(
+            &addr,
+            "robofleet_safety_alerts_total{policy=\"test\",zone=\"slow\",action=\"slowdown\"}"
+        ) >= 1.0
+    );
+}
+
+#[test]
+#[ignore = "needs a loopback-only netns and the test venv (make test)"]
+fn latched_stop_releases_only_on_a_new_reset_nonce() {
+    let dir = tmpdir("latched");
+    let latched = |nonce: &str| {
+        policy(0.35, "300ms", &format!("resetNonce: \"{nonce}\"\n"))
+            .replace("mode: Auto", "mode: Latched")
+    };
+    let mut s = setup(&latched(""), &dir);
+    clear_the_lock(&mut s);
+    let reader = &mut s.reader;
+    pace_until(&mut s.scans, &scan(&[(0, 0.3)]), MATCH_TIMEOUT, || {
+        last_lock(reader) == Some(true)
+    });
+    // Clear scans for well over holdTime: still stopped.
+    let until = Instant::now() + Duration::from_millis(1000);
+    pace_until(&mut s.scans, &scan(&[]), MATCH_TIMEOUT, || {
+        Instant::now() >= until
+    });
+    assert_eq!(
+        last_lock(&mut s.reader),
+        Some(true),
+        "latched: no release without a reset"
+    );
+    // The operator relays the reset verb by writing a new nonce into the mounted file.
+    std::fs::write(dir.join("policy.yaml"), latched("reset@1")).expect("rewrite policy");
+    let reader = &mut s.reader;
+    pace_until(&mut s.scans, &scan(&[]), MATCH_TIMEOUT, || {
+        last_lock(reader) == Some(false)
+    });
+}

@@ -80,6 +80,13 @@ class Image(IdlStruct, typename="sensor_msgs::msg::dds_::Image_"):
     data: t.sequence[t.uint8]
 
 
+@dataclass
+class SpeedLimit(IdlStruct, typename="nav2_msgs::msg::dds_::SpeedLimit_"):
+    header: Header
+    percentage: bool
+    speed_limit: t.float64
+
+
 # Garbage on the scan topic: same DDS type name, wrong layout.
 @dataclass
 class LaserScanTruncated(IdlStruct, typename="sensor_msgs::msg::dds_::LaserScan_"):
@@ -173,7 +180,7 @@ class Detection2DArray(IdlStruct, typename="vision_msgs::msg::dds_::Detection2DA
     detections: t.sequence[Detection2D]
 
 
-TYPES = {"scan": LaserScan, "bool": Bool, "detections": Detection2DArray, "image": Image}
+TYPES = {"scan": LaserScan, "bool": Bool, "detections": Detection2DArray, "image": Image, "speed_limit": SpeedLimit}
 
 _out_lock = threading.Lock()
 
