@@ -5,6 +5,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -148,7 +149,8 @@ pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
         cfg.model_cache_max_bytes,
         cfg.model_cache_keep,
         cfg.download_timeout,
-    );
+    )
+    .with_retries(cfg.download_attempts, Duration::from_secs(1));
     let load = {
         let (cfg, state) = (cfg.clone(), state.clone());
         async move {

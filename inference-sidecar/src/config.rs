@@ -145,6 +145,9 @@ pub struct ServeArgs {
     /// Time limit of one model download, e.g. 10m.
     #[arg(long, env = "ROBOFLEET_DOWNLOAD_TIMEOUT", default_value = "10m")]
     pub download_timeout: String,
+    /// Tries of an HTTP(S) model download (1 s, 2 s, … apart, within --download-timeout).
+    #[arg(long, env = "ROBOFLEET_DOWNLOAD_ATTEMPTS", default_value_t = 3)]
+    pub download_attempts: u32,
     /// How long SIGTERM waits for in-flight requests before exiting anyway, e.g. 25s.
     #[arg(long, env = "ROBOFLEET_DRAIN_TIMEOUT", default_value = "25s")]
     pub drain_timeout: String,
@@ -200,6 +203,8 @@ pub struct ServeConfig {
     pub model_cache_keep: usize,
     /// download limit
     pub download_timeout: Duration,
+    /// download tries
+    pub download_attempts: u32,
     /// drain limit
     pub drain_timeout: Duration,
     /// address file
@@ -325,6 +330,7 @@ impl ServeArgs {
             model_cache_max_bytes: self.model_cache_max_bytes,
             model_cache_keep: self.model_cache_keep,
             download_timeout: duration("download-timeout", &self.download_timeout)?,
+            download_attempts: self.download_attempts.max(1),
             drain_timeout: duration("drain-timeout", &self.drain_timeout)?,
             address_file: self.address_file,
         })

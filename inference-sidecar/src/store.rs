@@ -172,6 +172,8 @@ pub struct ModelStore {
     max_bytes: u64,
     keep: usize,
     download_timeout: Duration,
+    attempts: u32,
+    retry_base: Duration,
 }
 
 fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StoreError {
@@ -187,7 +189,18 @@ impl ModelStore {
             max_bytes,
             keep: keep.max(1),
             download_timeout,
+            attempts: 3,
+            retry_base: Duration::from_secs(1),
         }
+    }
+
+    /// HTTP(S) downloads that fail (connection, status, transfer) are tried `attempts` times in
+    /// all, waiting `base`, 2×`base`, … between tries, all within the download timeout.
+    #[must_use]
+    pub fn with_retries(mut self, attempts: u32, base: Duration) -> Self {
+        self.attempts = attempts.max(1);
+        self.retry_base = base;
+        self
     }
 
     /// The cache file a model lives in once fetched.
@@ -216,7 +229,23 @@ impl ModelStore {
         let tmp = self
             .dir
             .join(format!(".{}.{}.partial", model.sha256, std::process::id()));
-        let result = tokio::time::timeout(self.download_timeout, self.download(model, &tmp))
+        let retried = async {
+            let mut attempt = 1;
+            loop {
+                match self.download(model, &tmp).await {
+                    Err(e @ StoreError::Download { .. })
+                        if attempt < self.attempts && !model.uri.starts_with("file://") =>
+                    {
+                        let wait = self.retry_base.saturating_mul(1 << (attempt - 1).min(16));
+                        tracing::warn!(model = %model, attempt, error = %e, ?wait, "model download failed; retrying");
+                        tokio::time::sleep(wait).await;
+                        attempt += 1;
+                    }
+                    other => return other,
+                }
+            }
+        };
+        let result = tokio::time::timeout(self.download_timeout, retried)
             .await
             .unwrap_or_else(|_| {
                 Err(StoreError::Download {

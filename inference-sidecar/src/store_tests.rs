@@ -99,7 +99,7 @@ async fn http_fetch_verifies_and_reports_status() {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
     let dir = tempfile::tempdir().unwrap();
-    let s = store(dir.path());
+    let s = store(dir.path()).with_retries(1, Duration::ZERO);
     let digest = hex::encode(Sha256::digest(b"served model"));
     let good: ModelRef = format!("http://{addr}/m.onnx@{digest}").parse().unwrap();
     let p = s.fetch(&good).await.unwrap();
@@ -144,6 +144,39 @@ fn evict_deletes_the_oldest_unprotected_files() {
     );
     assert!(s.path_of(&refs[2]).exists());
     assert!(cache.join(".partial").exists());
+}
+
+#[tokio::test]
+async fn http_downloads_are_retried() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let app = axum::Router::new().route(
+        "/m.onnx",
+        axum::routing::get(move || {
+            let n = c.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if n < 2 {
+                    Err(axum::http::StatusCode::SERVICE_UNAVAILABLE)
+                } else {
+                    Ok("served model")
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let dir = tempfile::tempdir().unwrap();
+    let digest = hex::encode(Sha256::digest(b"served model"));
+    let r: ModelRef = format!("http://{addr}/m.onnx@{digest}").parse().unwrap();
+    let two = store(dir.path()).with_retries(2, Duration::from_millis(1));
+    assert_eq!(two.fetch(&r).await.unwrap_err().kind(), "download");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    let three = store(dir.path()).with_retries(3, Duration::from_millis(1));
+    three.fetch(&r).await.unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
 }
 
 #[tokio::test]
