@@ -1,0 +1,373 @@
+//! The operator against the local cluster: InferenceService placement. One test function drives
+//! one operator process (several operators would fight over the same objects), step by step:
+//! pods land on exactly the selected robots, relabelling a robot moves its pod, a deleted pod
+//! returns, a spec change replaces pods with the new revision (kept in a ControllerRevision),
+//! and refusals (namespace not allowed, image off the allow-list, no matching robot) are Stalled.
+
+#![allow(clippy::expect_used)] // test helpers may panic with context
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::ControllerRevision;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client, ResourceExt};
+use robofleet_crds::{InferenceService, generate, labels};
+use robofleet_tests::{HarnessError, TestCluster, TestNamespace, random_suffix, wait_until};
+use serde_json::json;
+
+const MANAGER: &str = "robofleet-tests";
+const IMAGE: &str = "robofleet/inference-sidecar:dev";
+
+async fn install_crds(client: &Client) -> anyhow::Result<()> {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in generate::crds() {
+        let name = crd.name_any();
+        api.patch(
+            &name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&crd),
+        )
+        .await?;
+        wait_until(
+            Duration::from_secs(30),
+            &format!("CRD {name} Established"),
+            || async {
+                Ok(api.get_opt(&name).await?.is_some_and(|c| {
+                    c.status.and_then(|s| s.conditions).is_some_and(|cs| {
+                        cs.iter()
+                            .any(|c| c.type_ == "Established" && c.status == "True")
+                    })
+                }))
+            },
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// The operator binary built beside this test binary (`cargo build --workspace --bins`).
+fn operator_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("ROBOFLEET_OPERATOR_BIN") {
+        return p.into();
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    exe.parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir")
+        .join("robofleet-operator")
+}
+
+fn isvc(name: &str, selector_key: &str, sha: char) -> InferenceService {
+    serde_json::from_value(json!({
+        "apiVersion": "robofleet.io/v1alpha1", "kind": "InferenceService",
+        "metadata": {"name": name},
+        "spec": {
+            "model": {"uri": "file:///models/detector.onnx", "sha256": sha.to_string().repeat(64), "version": "v1"},
+            "robotSelector": {"matchLabels": {selector_key: "yes"}},
+        }
+    }))
+    .expect("valid InferenceService")
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(data))
+}
+
+async fn pod_nodes(pods: &Api<Pod>, owner: &str) -> Result<BTreeSet<String>, HarnessError> {
+    let lp = ListParams::default().labels(&format!("{}={owner}", labels::OWNER));
+    Ok(pods
+        .list(&lp)
+        .await?
+        .items
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter_map(|p| {
+            p.spec
+                .as_ref()?
+                .affinity
+                .as_ref()?
+                .node_affinity
+                .as_ref()?
+                .required_during_scheduling_ignored_during_execution
+                .as_ref()?
+                .node_selector_terms
+                .first()?
+                .match_fields
+                .as_ref()?
+                .first()?
+                .values
+                .as_ref()?
+                .first()
+                .cloned()
+        })
+        .collect())
+}
+
+async fn stalled_reason(
+    api: &Api<InferenceService>,
+    name: &str,
+) -> Result<Option<String>, HarnessError> {
+    let obj = api.get(name).await?;
+    Ok(obj.status.and_then(|s| {
+        s.common
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == "Stalled" && c.status == "True")
+            .map(|c| c.reason)
+    }))
+}
+
+#[tokio::test]
+#[ignore = "needs cluster"]
+async fn inference_service_placement() -> anyhow::Result<()> {
+    let cluster = TestCluster::connect().await?;
+    let client = cluster.client.clone();
+    install_crds(&client).await?;
+    let kubeconfig = cluster.state_dir.as_ref().map(|d| d.join("kubeconfig"));
+    let mut cmd = tokio::process::Command::new(operator_binary());
+    cmd.args([
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "--image",
+        &format!("default={IMAGE}"),
+    ])
+    .env("RUST_LOG", "info,kube=warn")
+    .stdin(Stdio::null())
+    .kill_on_drop(true);
+    if let Some(k) = &kubeconfig {
+        cmd.env("KUBECONFIG", k);
+    }
+    let mut operator = cmd.spawn()?;
+
+    // Robots chosen by a label of this test's own.
+    let key = format!("test.robofleet.io/placement-{}", random_suffix());
+    let nodes: Api<Node> = Api::all(client.clone());
+    let robots: Vec<String> = nodes
+        .list(&ListParams::default().labels(&format!("{}=true", labels::ROBOT)))
+        .await?
+        .items
+        .iter()
+        .map(ResourceExt::name_any)
+        .collect();
+    anyhow::ensure!(robots.len() >= 3, "need 3 robots, have {}", robots.len());
+    let label = |node: &str, value: Option<&str>| {
+        let nodes = nodes.clone();
+        let patch = json!({"metadata": {"labels": {key.clone(): value}}});
+        let node = node.to_owned();
+        async move {
+            nodes
+                .patch(&node, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+        }
+    };
+    label(&robots[0], Some("yes")).await?;
+    label(&robots[1], Some("yes")).await?;
+
+    let result = async {
+        let ns = TestNamespace::create(&client, "op-place", &[(labels::ROBOT_WORKLOADS, "true")])
+            .await?;
+        let isvcs: Api<InferenceService> = Api::namespaced(client.clone(), &ns.name);
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
+        isvcs
+            .create(&PostParams::default(), &isvc("detector", &key, 'a'))
+            .await?;
+
+        let want: BTreeSet<String> = [robots[0].clone(), robots[1].clone()].into();
+        wait_until(
+            Duration::from_secs(60),
+            "pods on exactly the two labelled robots",
+            || async { Ok(pod_nodes(&pods, "detector").await? == want) },
+        )
+        .await?;
+        wait_until(
+            Duration::from_secs(60),
+            "status counts 2 robots, both updated",
+            || async {
+                let s = isvcs.get("detector").await?.status;
+                Ok(s.is_some_and(|s| {
+                    s.robots.total == 2
+                        && s.robots.updated == 2
+                        && s.common.observed_generation.is_some()
+                }))
+            },
+        )
+        .await?;
+        let first_rev = pods
+            .list(&ListParams::default().labels(&format!("{}=detector", labels::OWNER)))
+            .await?
+            .items[0]
+            .labels()
+            .get(labels::REVISION)
+            .cloned()
+            .unwrap_or_default();
+        let revisions: Api<ControllerRevision> = Api::namespaced(client.clone(), &ns.name);
+        anyhow::ensure!(
+            revisions
+                .get_opt(&format!("detector-{first_rev}"))
+                .await?
+                .is_some(),
+            "ControllerRevision kept"
+        );
+
+        // Relabelling moves the pod.
+        label(&robots[1], None).await?;
+        label(&robots[2], Some("yes")).await?;
+        let moved: BTreeSet<String> = [robots[0].clone(), robots[2].clone()].into();
+        wait_until(
+            Duration::from_secs(60),
+            "pod moved to the newly labelled robot",
+            || async { Ok(pod_nodes(&pods, "detector").await? == moved) },
+        )
+        .await?;
+
+        // A deleted pod returns.
+        let victim = pods
+            .list(&ListParams::default().labels(&format!("{}=detector", labels::OWNER)))
+            .await?
+            .items[0]
+            .name_any();
+        pods.delete(&victim, &DeleteParams::default()).await?;
+        wait_until(Duration::from_secs(60), "deleted pod recreated", || async {
+            Ok(pods
+                .get_opt(&victim)
+                .await?
+                .is_some_and(|p| p.metadata.deletion_timestamp.is_none())
+                && pod_nodes(&pods, "detector").await? == moved)
+        })
+        .await?;
+
+        // A new model is a new revision: every pod is replaced.
+        isvcs
+            .patch(
+                "detector",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"model": {"sha256": "b".repeat(64)}}})),
+            )
+            .await?;
+        wait_until(
+            Duration::from_secs(90),
+            "pods replaced at the new revision",
+            || async {
+                let list = pods
+                    .list(&ListParams::default().labels(&format!("{}=detector", labels::OWNER)))
+                    .await?;
+                Ok(list.items.len() == 2
+                    && list
+                        .items
+                        .iter()
+                        .all(|p| p.labels().get(labels::REVISION) != Some(&first_rev)))
+            },
+        )
+        .await?;
+
+        // A real model becomes the stable revision; a wrong sha256 then makes every updated robot
+        // fall back to it, which the operator learns by scraping and reports as ModelLoadFailed.
+        let model =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/models/add_mul.onnx");
+        let good_sha = sha256_hex(&std::fs::read(&model)?);
+        let mut real = isvc("realmodel", &key, 'f');
+        real.spec.model.uri = format!("file://{}", model.display());
+        real.spec.model.sha256 = good_sha;
+        // Host network: a second service on the same robots needs ports of its own (the scheduler
+        // refuses a clash, as it should).
+        real.spec.runtime.ports.inference = 8100;
+        real.spec.runtime.ports.metrics = 8102;
+        isvcs.create(&PostParams::default(), &real).await?;
+        wait_until(
+            Duration::from_secs(120),
+            "realmodel Healthy with a stable revision",
+            || async {
+                let s = isvcs.get("realmodel").await?.status;
+                Ok(s.is_some_and(|s| {
+                    s.phase == Some(robofleet_crds::inference_service::RolloutPhase::Healthy)
+                        && s.stable_revision.is_some()
+                        && s.robots.ready == 2
+                }))
+            },
+        )
+        .await?;
+        isvcs
+            .patch(
+                "realmodel",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"model": {"sha256": "0".repeat(64)}}})),
+            )
+            .await?;
+        wait_until(
+            Duration::from_secs(120),
+            "realmodel Stalled with ModelLoadFailed",
+            || async {
+                Ok(
+                    stalled_reason(&isvcs, "realmodel").await?.as_deref()
+                        == Some("ModelLoadFailed"),
+                )
+            },
+        )
+        .await?;
+        let status = isvcs.get("realmodel").await?.status.expect("status");
+        let message = status.common.message.unwrap_or_default();
+        anyhow::ensure!(
+            message.contains("failed to load") && message.contains("2/2"),
+            "message: {message}"
+        );
+        anyhow::ensure!(
+            status.phase == Some(robofleet_crds::inference_service::RolloutPhase::Degraded)
+        );
+
+        // Refusals are Stalled with their reason.
+        isvcs
+            .create(
+                &PostParams::default(),
+                &isvc("nobody", "test.robofleet.io/no-such-label", 'c'),
+            )
+            .await?;
+        let mut off_list = isvc("offlist", &key, 'd');
+        off_list.spec.runtime.image = Some("not-allowed".into());
+        isvcs.create(&PostParams::default(), &off_list).await?;
+        let other = TestNamespace::create(&client, "op-noworkloads", &[]).await?;
+        let other_api: Api<InferenceService> = Api::namespaced(client.clone(), &other.name);
+        other_api
+            .create(&PostParams::default(), &isvc("detector", &key, 'e'))
+            .await?;
+        for (api, name, reason) in [
+            (&isvcs, "nobody", "NoMatchingRobots"),
+            (&isvcs, "offlist", "ImageNotAllowed"),
+            (&other_api, "detector", "NamespaceNotAllowed"),
+        ] {
+            wait_until(
+                Duration::from_secs(60),
+                &format!("{name} Stalled with {reason}"),
+                || async { Ok(stalled_reason(api, name).await?.as_deref() == Some(reason)) },
+            )
+            .await?;
+        }
+        let other_pods: Api<Pod> = Api::namespaced(client.clone(), &other.name);
+        anyhow::ensure!(
+            other_pods
+                .list(&ListParams::default())
+                .await?
+                .items
+                .is_empty(),
+            "no pods where not allowed"
+        );
+        anyhow::ensure!(
+            pod_nodes(&pods, "offlist").await?.is_empty(),
+            "no pods for an image off the allow-list"
+        );
+        anyhow::Ok(())
+    }
+    .await;
+
+    for r in &robots[..3] {
+        let _ = label(r, None).await;
+    }
+    let _ = operator.start_kill();
+    let _ = operator.wait().await;
+    result
+}
