@@ -1,6 +1,6 @@
 //! The pod runner makes simulated robots tell the truth: real processes behind robofleet-operator
 //! pods, readiness from real probes, phases from real exit codes, one address per robot, and no
-//! process left once a pod is deleted. Needs the local cluster started with the runner
+//! process left once a pod is deleted; the ROS 2 binaries meet in their robot's domain over DDS. Needs the local cluster started with the runner
 //! (`make test` does; see docs/development.md).
 
 use std::path::{Path, PathBuf};
@@ -647,4 +647,98 @@ async fn robot_offline_keeps_its_processes_and_reports_again_when_back() -> anyh
     .await;
     nodes.delete(&node_name, &DeleteParams::default()).await?;
     result
+}
+
+const POLICY: &str = "name: sim\nsource: {topic: /scan, sourceTimeout: 300ms}\n\
+    zones: [{name: front, shape: sector, range: 0.35, minAngleDeg: -30, maxAngleDeg: 30, action: stop}]\n\
+    release: {mode: Auto, holdTime: 500ms}\noutput: {stopTopic: /safety/stop, heartbeat: 100ms}\n";
+
+const SCENARIO: &str = "sensor: {type: lidar2d, topic: /scan, rateHz: 40, lidar: {beams: 360}}\n\
+    duration: 3500ms\nunitsUnderTest: {stopTopic: /safety/stop}\n\
+    scenario: {obstacles: [{bearingDeg: 0, startDistance: 1.2, speed: 1.0, minDistance: 0.15, width: 0.2, disappearAt: 2s}]}\n\
+    expect:\n  - {safetyStopWithin: 150ms, whenDistanceBelow: 0.35}\n";
+
+#[tokio::test]
+#[ignore = "needs cluster"]
+async fn safety_monitor_and_sensor_sim_close_the_loop_over_dds_on_a_robot() -> anyhow::Result<()> {
+    let cluster = TestCluster::connect().await?;
+    if cluster.require_pod_runner("closed_loop")?.is_none() {
+        return Ok(());
+    }
+    let ns = TestNamespace::create(&cluster.client, "runner-dds", &[]).await?;
+    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(cluster.client.clone(), &ns.name);
+    cms.create(
+        &PostParams::default(),
+        &serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "loop"},
+            "data": {"policy.yaml": POLICY, "scenario.yaml": SCENARIO},
+        }))?,
+    )
+    .await?;
+    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &ns.name);
+    let metrics = free_port()?;
+    // Both on one robot, both hostNetwork: they meet in its ROS domain (from the node label).
+    let monitor = managed_pod(
+        "safety",
+        "robot-001",
+        serde_json::json!({
+            "hostNetwork": true,
+            "containers": [{
+                "name": "safety", "image": "ghcr.io/robofleet/ros2-bridge:test",
+                "args": ["safety", "--config", "/etc/robofleet/policy.yaml",
+                         "--metrics-addr", format!("0.0.0.0:{metrics}")],
+                "volumeMounts": [{"name": "cfg", "mountPath": "/etc/robofleet"}],
+                "readinessProbe": {"httpGet": {"path": "/readyz", "port": metrics},
+                                   "periodSeconds": 1},
+            }],
+            "volumes": [{"name": "cfg", "configMap": {"name": "loop"}}],
+        }),
+    )?;
+    pods.create(&PostParams::default(), &monitor).await?;
+    // Not Ready before the first valid scan (it holds the stop lock until then): wait until running.
+    wait_pod(&pods, "safety", 60, "safety monitor running", |p| {
+        container(p, "safety").is_some_and(|c| c.started == Some(true))
+    })
+    .await?;
+    let sim = managed_pod(
+        "sim",
+        "robot-001",
+        serde_json::json!({
+            "hostNetwork": true,
+            "restartPolicy": "Never",
+            "containers": [{
+                "name": "sim", "image": "ghcr.io/robofleet/ros2-bridge:test",
+                "args": ["sensor-sim", "--config", "/etc/sim/scenario.yaml",
+                         "--result", "/results/result.json", "--warmup-timeout", "20s"],
+                "volumeMounts": [{"name": "cfg", "mountPath": "/etc/sim"},
+                                 {"name": "results", "mountPath": "/results"}],
+            }],
+            "volumes": [{"name": "cfg", "configMap": {"name": "loop"}},
+                        {"name": "results", "emptyDir": {}}],
+        }),
+    )?;
+    pods.create(&PostParams::default(), &sim).await?;
+    let done = wait_pod(&pods, "sim", 90, "sensor-sim finished", |p| {
+        matches!(phase(p), "Succeeded" | "Failed")
+    })
+    .await?;
+    let monitor_kept_running = pods
+        .get_opt("safety")
+        .await?
+        .is_some_and(|m| container(&m, "safety").is_some_and(|c| c.restart_count == 0));
+    assert!(
+        monitor_kept_running,
+        "the monitor ran through the scenario without a restart"
+    );
+    let code = container(&done, "sim")
+        .and_then(|c| c.state.as_ref())
+        .and_then(|s| s.terminated.as_ref())
+        .map(|t| t.exit_code);
+    assert_eq!(
+        (phase(&done), code),
+        ("Succeeded", Some(0)),
+        "the monitor stopped the robot in time"
+    );
+    Ok(())
 }
