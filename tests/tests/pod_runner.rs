@@ -1,7 +1,8 @@
 //! The pod runner makes simulated robots tell the truth: real processes behind robofleet-operator
-//! pods, readiness from real probes, phases from real exit codes, one address per robot, and no
-//! process left once a pod is deleted; the ROS 2 binaries meet in their robot's domain over DDS. Needs the local cluster started with the runner
-//! (`make test` does; see docs/development.md).
+//! pods, readiness from real probes, phases from real exit codes, one address per robot, no
+//! process left once a pod is deleted, and ROS 2 binaries that meet in their robot's domain over
+//! DDS. Needs the local cluster started with the runner (`make test` does; see
+//! docs/development.md).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
