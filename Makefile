@@ -44,10 +44,10 @@ cluster-up: k8s-bins ## start the local control plane with simulated robots (ROB
 cluster-down: ## stop the local control plane (by recorded PIDs) and delete its state
 	@tests/cluster/down.sh
 
-demo: cluster-up ## the main job on the embedded default (grows with the operator)
-	@source $(ROBOFLEET_CLUSTER_STATE)/env && kubectl get nodes -o wide
-	@echo "robofleet demo: the control plane and simulated robots above are up; the operator and a"
-	@echo "model rollout join this demo once they are built (see docs/development.md)."
+demo: k8s-bins venv ## the main job: local control plane, simulated robots, operator, a model rollout
+	$(CARGO) build --release -p robofleet-operator -p inference-sidecar -p robofleet-tests --bin robofleet-operator --bin inference-sidecar --bin pod-runner
+	@ORT_DYLIB_PATH="$$(ls $(VENV)/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* 2>/dev/null | head -1)" \
+	  tests/demo.sh
 
 generate: ## regenerate committed generated files (CRD YAML, CRD reference)
 	@if [[ -f crds/src/bin/crdgen.rs ]]; then $(CARGO) run --quiet -p robofleet-crds --bin crdgen; fi

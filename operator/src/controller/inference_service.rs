@@ -108,7 +108,6 @@ async fn reconcile_inner(obj: &InferenceService, ctx: &Context) -> Result<Action
     let render_ctx = RenderContext {
         images: &ctx.config.images,
         host_path_prefix: &ctx.config.host_path_prefix,
-        fallback_model: fallback,
     };
     let rendered = isvc::render(&name, &obj.spec, &render_ctx);
     let selected = robots::select(obj.spec.robot_selector.as_ref(), &robots_all);
@@ -164,7 +163,14 @@ async fn reconcile_inner(obj: &InferenceService, ctx: &Context) -> Result<Action
         let default_domain = obj.spec.ros.as_ref().and_then(|r| r.domain_id);
         let mut wanted = Vec::new();
         for robot in &selected {
-            let desired = isvc::robot_pod(&owner, template, revision, robot, default_domain);
+            let desired = isvc::robot_pod(
+                &owner,
+                template,
+                revision,
+                robot,
+                default_domain,
+                fallback.as_deref(),
+            );
             let pod_name = desired.metadata.name.clone().unwrap_or_default();
             wanted.push(pod_name.clone());
             match by_name.get(&pod_name) {

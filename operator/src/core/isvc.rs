@@ -62,8 +62,6 @@ pub struct RenderContext<'a> {
     pub images: &'a ImageAllowList,
     /// Model-cache hostPaths must lie under this prefix.
     pub host_path_prefix: &'a str,
-    /// Model reference (`uri@sha256`) of the stable revision, passed as `--fallback-model`.
-    pub fallback_model: Option<String>,
 }
 
 /// The robot-independent pod template of one revision, as stored in its ControllerRevision.
@@ -164,9 +162,6 @@ pub fn render(
     if let Some(b) = &rt.batching {
         args.push(format!("--max-batch-size={}", b.max_batch_size));
         args.push(format!("--max-queue-delay={}", b.max_queue_delay.as_str()));
-    }
-    if let Some(fallback) = &ctx.fallback_model {
-        args.push(format!("--fallback-model={fallback}"));
     }
     let container = Container {
         name: SIDECAR_CONTAINER.into(),
@@ -296,6 +291,7 @@ pub fn robot_pod(
     revision: &str,
     robot: &Robot,
     default_domain: Option<u32>,
+    fallback_model: Option<&str>,
 ) -> Pod {
     let mut pod_labels = child_labels(owner, "inference");
     pod_labels.insert(labels::REVISION.to_owned(), revision.to_owned());
@@ -319,6 +315,13 @@ pub fn robot_pod(
     // ROS domain: the robot's label, else the spec's, else 0.
     let domain = robot.ros_domain_id().or(default_domain).unwrap_or(0);
     for c in &mut spec.containers {
+        // The stable revision's model is the fallback. It is not part of the revision: promoting a
+        // revision to stable must not replace the pods that run it.
+        if let (Some(fallback), true) = (fallback_model, c.name == SIDECAR_CONTAINER) {
+            c.args
+                .get_or_insert_with(Vec::new)
+                .push(format!("--fallback-model={fallback}"));
+        }
         c.env.get_or_insert_with(Vec::new).push(EnvVar {
             name: "ROS_DOMAIN_ID".into(),
             value: Some(domain.to_string()),
@@ -368,7 +371,6 @@ mod tests {
         RenderContext {
             images,
             host_path_prefix: "/var/lib/robofleet",
-            fallback_model: None,
         }
     }
 
@@ -439,7 +441,14 @@ mod tests {
             labels: [(labels::ROS_DOMAIN_ID.to_owned(), "12".to_owned())].into(),
             ready: true,
         };
-        let pod = robot_pod(&owner, &t, &t.revision(), &robot, Some(3));
+        let pod = robot_pod(
+            &owner,
+            &t,
+            &t.revision(),
+            &robot,
+            Some(3),
+            Some("file:///old.onnx@abc"),
+        );
         let spec = pod.spec.unwrap();
         let term = &spec
             .affinity
@@ -453,6 +462,8 @@ mod tests {
             term.match_fields.as_ref().unwrap()[0].values,
             Some(vec!["robot-007".to_owned()])
         );
+        let args = spec.containers[0].args.clone().unwrap();
+        assert!(args.contains(&"--fallback-model=file:///old.onnx@abc".to_owned()));
         let env = spec.containers[0].env.clone().unwrap();
         assert!(
             env.iter()
