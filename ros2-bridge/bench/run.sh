@@ -13,6 +13,8 @@ PY=${ROBOFLEET_PYTHON:-$HOME/.cache/robofleet/venv/bin/python}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/robofleet/target}
 if [[ ${IN_NETNS:-0} != 1 ]]; then
   (cd "$REPO" && cargo build --release -p ros2-bridge --bin ros2-bridge --example reaction_bench)
+  # BENCH_RT=1: run monitors and driver with SCHED_FIFO (needs real root: no user namespace then).
+  if [[ ${BENCH_RT:-0} == 1 ]]; then exec unshare -n env IN_NETNS=1 "$0" "$OUT" "$SCANS" "$ROUNDS"; fi
   exec unshare -rn env IN_NETNS=1 "$0" "$OUT" "$SCANS" "$ROUNDS"
 fi
 ip link set lo up
@@ -20,13 +22,15 @@ ip link set lo multicast on
 mkdir -p "$OUT"
 BIN=$CARGO_TARGET_DIR/release
 export ROS_LOCALHOST_ONLY=1 RUST_LOG=warn
+RT=()
+if [[ ${BENCH_RT:-0} == 1 ]]; then RT=(chrt -f 50); fi
 run() { # label, monitor command...
   local label=$1; shift
   echo "$label $(cut -d' ' -f1-3 /proc/loadavg)" >> "$OUT/loadavg.txt"
   export ROS_DOMAIN_ID=$((RANDOM % 200 + 1))
-  "$@" > "$OUT/$label-monitor.log" 2>&1 &
+  "${RT[@]}" "$@" > "$OUT/$label-monitor.log" 2>&1 &
   local pid=$!
-  "$BIN/examples/reaction_bench" "$label" "$OUT/reaction-$label.json" "$SCANS"
+  "${RT[@]}" "$BIN/examples/reaction_bench" "$label" "$OUT/reaction-$label.json" "$SCANS"
   kill -TERM "$pid"; wait "$pid" || true
 }
 rm -f "$OUT"/reaction-*.json "$OUT/loadavg.txt"
@@ -37,7 +41,7 @@ done
 "$PY" - "$OUT" <<'PYEOF'
 import json, pathlib, sys
 out = pathlib.Path(sys.argv[1])
-summary = {"nproc": __import__("os").cpu_count(), "loadavg": out.joinpath("loadavg.txt").read_text().splitlines(), "runs": {}}
+summary = {"nproc": __import__("os").cpu_count(), "sched_fifo": __import__("os").environ.get("BENCH_RT") == "1", "loadavg": out.joinpath("loadavg.txt").read_text().splitlines(), "runs": {}}
 for impl in ("rust", "python"):
     lat = []
     for f in sorted(out.glob(f"reaction-{impl}-*.json")):
