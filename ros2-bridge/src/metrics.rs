@@ -183,3 +183,68 @@ pub async fn serve(
     });
     Ok((bound, task))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn get(addr: SocketAddr, path: &str) -> String {
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .expect("write");
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.expect("read");
+        out
+    }
+
+    #[tokio::test]
+    async fn endpoints_and_bounded_robot_state() {
+        let mut registry = Registry::default();
+        let ros = RosMetrics::register(&mut registry);
+        ros.set_robot_state("Charging");
+        ros.set_robot_state("busy");
+        ros.set_robot_state("busy");
+        ros.malformed("/scan");
+        let health = Arc::new(Health::default());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (addr, task) = serve(
+            "127.0.0.1:0".parse().expect("addr"),
+            registry,
+            health.clone(),
+            async {
+                let _ = stopped.await;
+            },
+        )
+        .await
+        .expect("serve");
+        let body = get(addr, "/metrics").await;
+        assert!(
+            body.contains("robofleet_robot_state{state=\"busy\"} 1"),
+            "{body}"
+        );
+        assert!(
+            !body.contains("charging"),
+            "one state series at a time: {body}"
+        );
+        assert!(
+            body.contains("robofleet_ros_malformed_messages_total{topic=\"/scan\"} 1"),
+            "{body}"
+        );
+        assert!(get(addr, "/readyz").await.starts_with("HTTP/1.1 503"));
+        health.ready.store(true, Ordering::Relaxed);
+        assert!(get(addr, "/readyz").await.starts_with("HTTP/1.1 200"));
+        ros.set_robot_state("x y {z}");
+        ros.set_robot_state(&"a".repeat(33));
+        assert!(
+            get(addr, "/metrics")
+                .await
+                .contains("robofleet_robot_state{state=\"other\"} 1")
+        );
+        let _ = stop.send(());
+        task.await.expect("server task");
+    }
+}
