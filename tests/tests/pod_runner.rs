@@ -743,3 +743,116 @@ async fn safety_monitor_and_sensor_sim_close_the_loop_over_dds_on_a_robot() -> a
     );
     Ok(())
 }
+
+/// A pod runner of the test's own, for pods carrying `selector` (kwok's upstream stages run those,
+/// so the cluster's runner never sees them).
+fn start_own_runner(
+    cluster_state: &Path,
+    state: &Path,
+    selector: &str,
+) -> anyhow::Result<std::process::Child> {
+    std::fs::create_dir_all(state)?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(state.join("runner.log"))?;
+    Ok(std::process::Command::new(env!("CARGO_BIN_EXE_pod-runner"))
+        .env("KUBECONFIG", cluster_state.join("kubeconfig"))
+        .args(["--pod-selector", selector, "--image", "busybox=/bin/sh"])
+        .args(["--shutdown-grace-s", "2", "--state-dir"])
+        .arg(state)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()?)
+}
+
+#[tokio::test]
+#[ignore = "needs cluster"]
+async fn runner_never_leaves_a_process_behind_on_sigterm_or_after_being_killed()
+-> anyhow::Result<()> {
+    let cluster = TestCluster::connect().await?;
+    if cluster.require_pod_runner("runner_shutdown")?.is_none() {
+        return Ok(());
+    }
+    let cluster_state = cluster
+        .state_dir
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("local cluster without a state directory"))?;
+    let ns = TestNamespace::create(&cluster.client, "runner-own", &[]).await?;
+    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &ns.name);
+    let selector_value = random_suffix();
+    let selector = format!("robofleet.io/runner-test={selector_value}");
+    let state = std::env::temp_dir().join(format!("pod-runner-own-{selector_value}"));
+    let mut pod = managed_pod(
+        "own",
+        "robot-000",
+        serde_json::json!({
+            "hostNetwork": true,
+            "containers": [{"name": "c", "image": "busybox",
+                            "command": ["sh", "-c", "while true; do sleep 1; done"]}],
+        }),
+    )?;
+    pod.metadata.labels = Some([("robofleet.io/runner-test".to_owned(), selector_value)].into());
+    let pod = pods.create(&PostParams::default(), &pod).await?;
+    let uid = pod.uid().unwrap_or_default();
+    let recorded = || process::recorded(&state.join("pids"), &format!("{uid}."));
+    let wait_pid = |not: Option<i32>| {
+        let recorded = &recorded;
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            loop {
+                if let Some((_, pid)) = recorded().into_iter().find(|(_, p)| Some(*p) != not)
+                    && alive(pid)
+                {
+                    return anyhow::Ok(pid);
+                }
+                anyhow::ensure!(tokio::time::Instant::now() < deadline, "no process started");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+
+    // Killed outright: its child survives it, and the next runner stops that child by record.
+    let mut runner = start_own_runner(&cluster_state, &state, &selector)?;
+    let first = wait_pid(None).await?;
+    runner.kill()?;
+    runner.wait()?;
+    assert!(
+        alive(first),
+        "SIGKILL leaves the child (nothing can stop that)"
+    );
+    let mut runner = start_own_runner(&cluster_state, &state, &selector)?;
+    wait_until(
+        Duration::from_secs(30),
+        "leftover stopped by the next runner",
+        || async { Ok(!alive(first)) },
+    )
+    .await?;
+    let second = wait_pid(Some(first)).await?;
+
+    // SIGTERM: the runner stops every child before it exits.
+    kill(Pid::from_raw(i32::try_from(runner.id())?), Signal::SIGTERM)?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = runner.try_wait()? {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            runner.kill()?;
+            anyhow::bail!("runner did not exit on SIGTERM");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(status.success(), "runner exit: {status}");
+    wait_until(
+        Duration::from_secs(5),
+        "child gone with the runner",
+        || async { Ok(!alive(second)) },
+    )
+    .await?;
+    assert!(recorded().is_empty(), "PID records removed");
+    pods.delete("own", &DeleteParams::default()).await?;
+    let _ = std::fs::remove_dir_all(&state);
+    Ok(())
+}
