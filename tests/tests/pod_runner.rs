@@ -856,3 +856,35 @@ async fn runner_never_leaves_a_process_behind_on_sigterm_or_after_being_killed()
     let _ = std::fs::remove_dir_all(&state);
     Ok(())
 }
+
+#[tokio::test]
+#[ignore = "needs cluster"]
+async fn sandboxed_pod_is_probed_inside_its_own_network_namespace() -> anyhow::Result<()> {
+    let cluster = TestCluster::connect().await?;
+    if cluster.require_pod_runner("sandboxed_probe")?.is_none() {
+        return Ok(());
+    }
+    require_ort();
+    let ns = TestNamespace::create(&cluster.client, "runner-sandbox", &[]).await?;
+    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &ns.name);
+    let (api, admin) = (free_port()?, free_port()?);
+    let mut pod = sidecar_pod("sandboxed", "infra-000", "add_mul.onnx", api, admin)?;
+    if let Some(spec) = pod.spec.as_mut() {
+        spec.host_network = Some(false);
+    }
+    pods.create(&PostParams::default(), &pod).await?;
+    let p = wait_pod(&pods, "sandboxed", 90, "sandboxed sidecar Ready", ready).await?;
+    let pod_ip = p
+        .status
+        .as_ref()
+        .and_then(|s| s.pod_ip.clone())
+        .unwrap_or_default();
+    assert!(pod_ip.starts_with("127.9."), "infra pod CIDR: {pod_ip}");
+    // Ready came from a probe run inside the pod's namespace: from the robots' namespace the
+    // same address and port has nothing listening.
+    assert_eq!(
+        http_status(&format!("{pod_ip}:{admin}"), "/v2/health/ready"),
+        None
+    );
+    Ok(())
+}
