@@ -197,6 +197,8 @@ pub fn render(
     };
     let spec = PodSpec {
         host_network: Some(true),
+        // Robot pods never talk to the API server.
+        automount_service_account_token: Some(false),
         dns_policy: Some("ClusterFirstWithHostNet".into()),
         containers: vec![container],
         runtime_class_name: rt.runtime_class_name.clone(),
@@ -379,6 +381,7 @@ mod tests {
         let images = images();
         let t = render("detector", &example_spec(), &ctx(&images)).unwrap();
         assert_eq!(t.spec.host_network, Some(true));
+        assert_eq!(t.spec.automount_service_account_token, Some(false));
         let tolerations = t.spec.tolerations.clone().unwrap();
         assert!(tolerations.iter().all(|t| t.toleration_seconds.is_none()));
         assert!(
