@@ -14,6 +14,7 @@ pub mod apply;
 pub mod config;
 pub mod controller;
 pub mod core;
+pub mod leader;
 pub mod metrics;
 pub mod scrape;
 

@@ -132,6 +132,8 @@ async fn inference_service_placement() -> anyhow::Result<()> {
     let kubeconfig = cluster.state_dir.as_ref().map(|d| d.join("kubeconfig"));
     let mut cmd = tokio::process::Command::new(operator_binary());
     cmd.args([
+        "--lease-name",
+        &format!("robofleet-operator-{}", random_suffix()),
         "--metrics-addr",
         "127.0.0.1:0",
         "--image",
