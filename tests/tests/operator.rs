@@ -1,8 +1,9 @@
 //! The operator against the local cluster: InferenceService placement. One test function drives
 //! one operator process (several operators would fight over the same objects), step by step:
 //! pods land on exactly the selected robots, relabelling a robot moves its pod, a deleted pod
-//! returns, a spec change replaces pods with the new revision (kept in a ControllerRevision),
-//! and refusals (namespace not allowed, image off the allow-list, no matching robot) are Stalled.
+//! returns, a spec change replaces pods with the new revision (kept in a ControllerRevision), a
+//! robot offline past the toleration timeout keeps its pod and is counted offline while the
+//! service stays Healthy, a broken model is reported from the robots' fallback, and refusals (namespace not allowed, image off the allow-list, no matching robot) are Stalled.
 
 #![allow(clippy::expect_used)] // test helpers may panic with context
 
@@ -294,6 +295,59 @@ async fn inference_service_placement() -> anyhow::Result<()> {
             },
         )
         .await?;
+
+        // A robot offline past the short toleration timeout keeps its pod (robot pods tolerate
+        // not-ready/unreachable without a limit), is counted offline, and the service stays
+        // Healthy. A plain pod without those tolerations on the same robot is evicted: that
+        // proves the timeout really passed.
+        let offline_robot = robots[0].clone();
+        let real_pods = pods
+            .list(&ListParams::default().labels(&format!("{}=realmodel", labels::OWNER)))
+            .await?;
+        let kept = real_pods
+            .items
+            .iter()
+            .find(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(offline_robot.as_str()))
+            .map(|p| (p.name_any(), p.uid().unwrap_or_default()))
+            .expect("a realmodel pod on the robot");
+        let control: Pod = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "control-no-tolerations"},
+            "spec": {"nodeName": offline_robot, "containers": [{"name": "c", "image": "robofleet.invalid/none:0"}]}
+        }))?;
+        pods.create(&PostParams::default(), &control).await?;
+        nodes
+            .patch(&offline_robot, &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"labels": {"kwok.x-k8s.io/node": null}}})))
+            .await?;
+        let offline_result = async {
+            wait_until(Duration::from_secs(120), "control pod evicted from the offline robot", || async {
+                Ok(pods.get_opt("control-no-tolerations").await?.is_none_or(|p| p.metadata.deletion_timestamp.is_some()))
+            })
+            .await?;
+            let still = pods.get_opt(&kept.0).await?;
+            anyhow::ensure!(
+                still.as_ref().is_some_and(|p| p.uid().unwrap_or_default() == kept.1 && p.metadata.deletion_timestamp.is_none()),
+                "the robot pod on the offline robot was evicted or replaced"
+            );
+            wait_until(Duration::from_secs(60), "realmodel Healthy with 1 robot offline", || async {
+                Ok(isvcs.get("realmodel").await?.status.is_some_and(|s| {
+                    s.phase == Some(robofleet_crds::inference_service::RolloutPhase::Healthy) && s.robots.offline == 1
+                }))
+            })
+            .await?;
+            anyhow::Ok(())
+        }
+        .await;
+        nodes
+            .patch(&offline_robot, &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"labels": {"kwok.x-k8s.io/node": "fake"}}})))
+            .await?;
+        offline_result?;
+        wait_until(Duration::from_secs(60), "robot back online and counted", || async {
+            Ok(isvcs.get("realmodel").await?.status.is_some_and(|s| s.robots.offline == 0 && s.robots.ready == 2))
+        })
+        .await?;
         isvcs
             .patch(
                 "realmodel",
@@ -303,12 +357,14 @@ async fn inference_service_placement() -> anyhow::Result<()> {
             .await?;
         wait_until(
             Duration::from_secs(120),
-            "realmodel Stalled with ModelLoadFailed",
+            "realmodel Stalled with ModelLoadFailed on both robots",
             || async {
-                Ok(
-                    stalled_reason(&isvcs, "realmodel").await?.as_deref()
-                        == Some("ModelLoadFailed"),
-                )
+                let all_fell_back = isvcs.get("realmodel").await?.status.is_some_and(|s| {
+                    s.common.message.is_some_and(|m| m.contains("2/2 updated robots"))
+                });
+                Ok(all_fell_back
+                    && stalled_reason(&isvcs, "realmodel").await?.as_deref()
+                        == Some("ModelLoadFailed"))
             },
         )
         .await?;
