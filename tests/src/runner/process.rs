@@ -97,6 +97,23 @@ pub async fn start_sandbox(log: &Path) -> Result<Proc, RunnerError> {
     cmd.args(["--net", "--", "sleep", "infinity"]);
     let proc = spawn(cmd, "unshare --net", Some(log))?;
     let ns = netns_path(proc.pid);
+    // The child enters its new namespace only once `unshare` has run: until then its
+    // /proc/<pid>/ns/net is still ours, and whatever entered it would land in the robots' network.
+    let ours = std::fs::read_link("/proc/self/ns/net")
+        .map_err(RunnerError::io("reading", "/proc/self/ns/net"))?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match std::fs::read_link(&ns) {
+            Ok(link) if link != ours => break,
+            _ if tokio::time::Instant::now() >= deadline => {
+                let _ = killpg(Pid::from_raw(proc.pid), Signal::SIGKILL);
+                return Err(RunnerError::Netns(
+                    "the sandbox never entered a namespace of its own".into(),
+                ));
+            }
+            _ => tokio::time::sleep(Duration::from_millis(5)).await,
+        }
+    }
     for args in [["up"], ["multicast"]] {
         let mut ip = Command::new("nsenter");
         ip.arg(format!("--net={}", ns.display()))
