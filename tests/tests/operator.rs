@@ -377,6 +377,16 @@ async fn inference_service_placement() -> anyhow::Result<()> {
         anyhow::ensure!(
             status.phase == Some(robofleet_crds::inference_service::RolloutPhase::Degraded)
         );
+        // One Warning Event for the transition, not one per robot.
+        let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &ns.name);
+        wait_until(Duration::from_secs(30), "a ModelLoadFailed Event for realmodel", || async {
+            Ok(events.list(&ListParams::default()).await?.items.iter().any(|e| {
+                e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("realmodel")
+                    && e.reason.as_deref() == Some("ModelLoadFailed")
+                    && e.type_.as_deref() == Some("Warning")
+            }))
+        })
+        .await?;
 
         // Refusals are Stalled with their reason.
         isvcs

@@ -19,6 +19,10 @@ use robofleet_crds::labels;
 use serde_json::json;
 
 use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use robofleet_crds::inference_service::InferenceServiceStatus;
 
 use super::{Confirmation, Context};
 use crate::apply::{FIELD_MANAGER, apply, delete};
@@ -240,6 +244,7 @@ async fn reconcile_inner(obj: &InferenceService, ctx: &Context) -> Result<Action
                     .and_then(|uid| confirmed.get(uid))
                     .filter(|c| c.model.fallback)
                     .map(|c| c.failure_reason.clone().unwrap_or_default()),
+                crashing: crash_message(p),
             })
         })
         .collect();
@@ -281,6 +286,10 @@ async fn reconcile_inner(obj: &InferenceService, ctx: &Context) -> Result<Action
         )
         .await?;
     }
+    let old_phase = obj.status.as_ref().and_then(|s| s.phase);
+    if new_status.phase != old_phase {
+        publish_transition(ctx, obj, &new_status).await;
+    }
     let progressing = converging
         || unconfirmed
         || new_status.phase == Some(robofleet_crds::rollout::RolloutPhase::Progressing);
@@ -289,6 +298,78 @@ async fn reconcile_inner(obj: &InferenceService, ctx: &Context) -> Result<Action
     } else {
         Duration::from_secs(300)
     }))
+}
+
+/// One Event per phase transition (never one per robot); failures to publish are only logged.
+async fn publish_transition(
+    ctx: &Context,
+    obj: &InferenceService,
+    status: &InferenceServiceStatus,
+) {
+    static RECORDER: OnceLock<Recorder> = OnceLock::new();
+    let recorder = RECORDER.get_or_init(|| {
+        Recorder::new(
+            ctx.client.clone(),
+            Reporter {
+                controller: "robofleet-operator".into(),
+                instance: None,
+            },
+        )
+    });
+    let phase = status
+        .phase
+        .as_ref()
+        .map(|p| format!("{p:?}"))
+        .unwrap_or_default();
+    let stalled = status
+        .common
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Stalled" && c.status == "True")
+        .map(|c| c.reason.clone());
+    let event = Event {
+        type_: if stalled.is_some() {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: stalled.unwrap_or_else(|| phase.clone()),
+        note: status
+            .common
+            .message
+            .as_ref()
+            .map(|m| m.chars().take(1000).collect()),
+        action: format!("Became{phase}"),
+        secondary: None,
+    };
+    if let Err(e) = recorder.publish(&event, &obj.object_ref(&())).await {
+        tracing::debug!(error = %e, "could not publish event");
+    }
+}
+
+/// What a failing container said, when it keeps failing: CrashLoopBackOff, or three restarts.
+fn crash_message(pod: &Pod) -> Option<String> {
+    let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;
+    statuses.iter().find_map(|c| {
+        let waiting = c.state.as_ref().and_then(|s| s.waiting.as_ref());
+        let looping = waiting.and_then(|w| w.reason.as_deref()) == Some("CrashLoopBackOff");
+        if !looping && c.restart_count < 3 {
+            return None;
+        }
+        let last = c.last_state.as_ref().and_then(|s| s.terminated.as_ref());
+        let detail = last
+            .map(|t| {
+                let msg = t.message.as_deref().unwrap_or("").trim();
+                let msg: String = msg.chars().take(200).collect();
+                if msg.is_empty() {
+                    format!("exited with code {}", t.exit_code)
+                } else {
+                    format!("exited with code {}: {msg}", t.exit_code)
+                }
+            })
+            .unwrap_or_else(|| "keeps restarting".to_owned());
+        Some(format!("container {} {detail}", c.name))
+    })
 }
 
 /// Most robot pods scraped per reconcile (the rest wait for the next one).

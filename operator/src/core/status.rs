@@ -4,7 +4,7 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use robofleet_crds::conditions::{DesiredCondition, reasons, set_condition, types};
-use robofleet_crds::inference_service::InferenceServiceStatus;
+use robofleet_crds::inference_service::{InferenceServiceStatus, LastFailure};
 use robofleet_crds::rollout::RolloutPhase;
 
 use super::robots::Robot;
@@ -23,6 +23,8 @@ pub struct PodObservation {
     /// What its sidecar confirmed: `Some(reason)` when it serves the fallback model because the
     /// requested one failed (reason as the sidecar counted it, may be empty).
     pub fell_back: Option<String>,
+    /// Set when a container keeps failing (CrashLoopBackOff or repeated restarts): what it said.
+    pub crashing: Option<String>,
 }
 
 /// Why the operator cannot place the resource at all (Stalled, Degraded).
@@ -93,7 +95,52 @@ pub fn compute(
         .filter(current)
         .filter(|p| p.fell_back.is_some())
         .collect();
-    counts.failed += fell_back.len() as u32;
+    let crashing: Vec<&PodObservation> = observed
+        .pods
+        .iter()
+        .filter(selected)
+        .filter(current)
+        .filter(|p| p.crashing.is_some())
+        .collect();
+    counts.failed += (fell_back.len() + crashing.len()) as u32;
+    // The most recent failure, kept until a newer one replaces it (never one entry per robot).
+    let failure = fell_back
+        .first()
+        .map(|p| {
+            let why = p
+                .fell_back
+                .as_deref()
+                .filter(|r| !r.is_empty())
+                .unwrap_or("unknown");
+            (
+                p.robot.clone(),
+                reasons::MODEL_LOAD_FAILED,
+                format!("model failed to load ({why}); serving the fallback"),
+            )
+        })
+        .or_else(|| {
+            crashing.first().map(|p| {
+                (
+                    p.robot.clone(),
+                    "CrashLoopBackOff",
+                    p.crashing.clone().unwrap_or_default(),
+                )
+            })
+        });
+    if let Some((robot, reason, message)) = failure {
+        let same = status
+            .last_failure
+            .as_ref()
+            .is_some_and(|f| f.robot == robot && f.reason == reason && f.message == message);
+        if !same {
+            status.last_failure = Some(LastFailure {
+                robot,
+                reason: reason.to_owned(),
+                message,
+                time: now.clone(),
+            });
+        }
+    }
     // Offline robots never hold the resource in Progressing: they converge when they come back.
     let online_not_ready = robots
         .iter()
@@ -219,6 +266,9 @@ fn summary(status: &InferenceServiceStatus, revision: Option<&str>) -> String {
     if c.failed > 0 {
         m.push_str(&format!(", {} failed", c.failed));
     }
+    if let Some(f) = &status.last_failure {
+        m.push_str(&format!("; last failure on {}: {}", f.robot, f.message));
+    }
     m
 }
 
@@ -241,6 +291,7 @@ mod tests {
             ready,
             failed: false,
             fell_back: None,
+            crashing: None,
         }
     }
     fn now() -> Time {
@@ -338,6 +389,41 @@ mod tests {
             "{m}"
         );
         assert_eq!(s.robots.failed, 1);
+    }
+
+    #[test]
+    fn crash_looping_pods_are_counted_and_named_in_last_failure() {
+        let (a, b) = (robot("a", true), robot("b", true));
+        let robots = [&a, &b];
+        let mut bad = pod("b", "r1", false);
+        bad.crashing = Some("container sidecar exited with code 1: model not found".into());
+        let pods = [pod("a", "r1", true), bad];
+        let obs = Observed {
+            generation: Some(1),
+            robots: &robots,
+            pods: &pods,
+            revision: Some("r1"),
+            blocker: None,
+            model_uri: "file:///m.onnx",
+        };
+        let (s, _) = compute(None, &obs, &now());
+        assert_eq!(s.phase, Some(RolloutPhase::Progressing));
+        assert_eq!(s.robots.failed, 1);
+        let f = s.last_failure.clone().unwrap();
+        assert_eq!(
+            (f.robot.as_str(), f.reason.as_str()),
+            ("b", "CrashLoopBackOff")
+        );
+        assert!(
+            s.common
+                .message
+                .clone()
+                .unwrap()
+                .contains("model not found")
+        );
+        // the same failure again does not move its time: nothing to write
+        let (_, changed) = compute(Some(&s), &obs, &now());
+        assert!(!changed);
     }
 
     #[test]
