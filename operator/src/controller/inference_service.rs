@@ -359,8 +359,14 @@ fn crash_message(pod: &Pod) -> Option<String> {
         let last = c.last_state.as_ref().and_then(|s| s.terminated.as_ref());
         let detail = last
             .map(|t| {
+                // The last line says why (logs end with the fatal error).
                 let msg = t.message.as_deref().unwrap_or("").trim();
-                let msg: String = msg.chars().take(200).collect();
+                let last = msg
+                    .lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("");
+                let msg: String = last.trim().chars().take(300).collect();
                 if msg.is_empty() {
                     format!("exited with code {}", t.exit_code)
                 } else {

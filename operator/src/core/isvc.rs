@@ -193,6 +193,8 @@ pub fn render(
             ..Default::default()
         }]),
         security_context: Some(restricted_security_context()),
+        // A sidecar that cannot start says why in its last log lines; status shows them.
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
         ..Default::default()
     };
     let spec = PodSpec {
