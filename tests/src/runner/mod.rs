@@ -68,10 +68,9 @@ pub async fn run(cfg: Config, client: Client) -> Result<(), RunnerError> {
         tokio::select! {
             _ = term.recv() => break,
             _ = tokio::signal::ctrl_c() => break,
+            // A pod task says so as its last act: its processes are gone and its delete is done.
             Some(uid) = done.recv() => {
-                if pods.get(&uid).is_some_and(|h| h.task.is_finished()) {
-                    pods.remove(&uid);
-                }
+                pods.remove(&uid);
             }
             Some(Ok(ev)) = node_events.next() => {
                 if let watcher::Event::Apply(n) | watcher::Event::InitApply(n) = ev {

@@ -355,13 +355,13 @@ fn plan_probe(
             return Err(PlanError::Unsupported("httpGet scheme HTTPS".into()));
         }
         ProbeAction::Http {
-            host: h.host.clone().unwrap_or_else(|| pod_ip.to_owned()),
+            host: h.host.as_ref().map_or_else(|| pod_ip.to_owned(), expand),
             port: port(&h.port)?,
             path: h.path.clone().unwrap_or_else(|| "/".into()),
         }
     } else if let Some(t) = &p.tcp_socket {
         ProbeAction::Tcp {
-            host: t.host.clone().unwrap_or_else(|| pod_ip.to_owned()),
+            host: t.host.as_ref().map_or_else(|| pod_ip.to_owned(), expand),
             port: port(&t.port)?,
         }
     } else if let Some(e) = &p.exec {

@@ -59,6 +59,7 @@ fn host_network_sidecar_gets_robot_addresses_host_paths_and_downward_api() {
             "volumeMounts": [{"name": "cache", "mountPath": "/var/cache/robofleet/models"},
                              {"name": "cfg", "mountPath": "/cfg"}],
             "readinessProbe": {"httpGet": {"path": "/v2/health/ready", "port": "admin"}, "periodSeconds": 1},
+            "livenessProbe": {"tcpSocket": {"host": "127.0.0.1", "port": 9}},
             "ports": [{"name": "admin", "containerPort": 9}],
         }],
         "volumes": [{"name": "cache", "hostPath": {"path": "/var/cache/robofleet/models", "type": "DirectoryOrCreate"}},
@@ -107,6 +108,14 @@ fn host_network_sidecar_gets_robot_addresses_host_paths_and_downward_api() {
         }
     );
     assert_eq!(probe.period, Duration::from_secs(1));
+    assert_eq!(
+        c.liveness.as_ref().map(|p| &p.action),
+        Some(&ProbeAction::Tcp {
+            host: "127.100.0.2".into(),
+            port: 9
+        }),
+        "an explicit loopback probe host is the robot's address too"
+    );
     assert_eq!(probe.failure_threshold, 3);
     assert_eq!(plan.volumes.len(), 2);
     assert_eq!(
