@@ -888,3 +888,42 @@ async fn sandboxed_pod_is_probed_inside_its_own_network_namespace() -> anyhow::R
     );
     Ok(())
 }
+
+#[tokio::test]
+#[ignore = "needs cluster"]
+async fn pod_the_runner_cannot_run_says_why() -> anyhow::Result<()> {
+    let cluster = TestCluster::connect().await?;
+    if cluster.require_pod_runner("unknown_image")?.is_none() {
+        return Ok(());
+    }
+    let ns = TestNamespace::create(&cluster.client, "runner-refused", &[]).await?;
+    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &ns.name);
+    let pod = managed_pod(
+        "unknown",
+        "robot-000",
+        serde_json::json!({"containers": [{"name": "c", "image": "nginx:1.27"}]}),
+    )?;
+    pods.create(&PostParams::default(), &pod).await?;
+    let p = wait_pod(&pods, "unknown", 60, "reason reported", |p| {
+        container(p, "c")
+            .and_then(|c| c.state.as_ref())
+            .and_then(|s| s.waiting.as_ref())
+            .is_some_and(|w| w.reason.as_deref() == Some("ErrImageNeverPull"))
+    })
+    .await?;
+    let message = container(&p, "c")
+        .and_then(|c| c.state.as_ref())
+        .and_then(|s| s.waiting.as_ref())
+        .and_then(|w| w.message.clone())
+        .unwrap_or_default();
+    assert!(message.contains("nginx:1.27"), "{message}");
+    assert!(!ready(&p));
+    assert_eq!(phase(&p), "Running");
+    // and it is still deleted properly
+    pods.delete("unknown", &DeleteParams::default()).await?;
+    wait_until(Duration::from_secs(30), "pod deleted", || async {
+        Ok(pods.get_opt("unknown").await?.is_none())
+    })
+    .await?;
+    Ok(())
+}
