@@ -199,6 +199,47 @@ impl Drop for TestNamespace {
     }
 }
 
+/// Installs robofleet's CRDs (as `crdgen` generates them, identical to the committed YAML) with
+/// server-side apply and waits until each is Established.
+pub async fn install_crds(client: &Client) -> Result<(), HarnessError> {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::ResourceExt;
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in robofleet_crds::generate::crds() {
+        let name = crd.name_any();
+        api.patch(
+            &name,
+            &kube::api::PatchParams::apply("robofleet-tests").force(),
+            &kube::api::Patch::Apply(&crd),
+        )
+        .await?;
+        wait_until(
+            Duration::from_secs(30),
+            &format!("CRD {name} Established"),
+            || async {
+                Ok(api.get_opt(&name).await?.is_some_and(|c| {
+                    c.status.and_then(|s| s.conditions).is_some_and(|cs| {
+                        cs.iter()
+                            .any(|c| c.type_ == "Established" && c.status == "True")
+                    })
+                }))
+            },
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Path of a workspace binary built beside the running test binary (`cargo build --workspace
+/// --bins` puts them in the target profile directory, the parent of `deps/`).
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    exe.parent()
+        .and_then(|deps| deps.parent())
+        .map(|dir| dir.join(name))
+        .unwrap_or_else(|| name.into())
+}
+
 /// A short random lowercase suffix for object names (tests may run in parallel).
 pub fn random_suffix() -> String {
     use std::hash::{BuildHasher, Hasher};

@@ -8,60 +8,21 @@
 #![allow(clippy::expect_used)] // test helpers may panic with context
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::core::v1::{Node, Pod};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::{Api, Client, ResourceExt};
-use robofleet_crds::{InferenceService, generate, labels};
-use robofleet_tests::{HarnessError, TestCluster, TestNamespace, random_suffix, wait_until};
+use kube::{Api, ResourceExt};
+use robofleet_crds::{InferenceService, labels};
+use robofleet_tests::{
+    HarnessError, TestCluster, TestNamespace, install_crds, random_suffix, wait_until,
+    workspace_binary,
+};
 use serde_json::json;
 
-const MANAGER: &str = "robofleet-tests";
 const IMAGE: &str = "robofleet/inference-sidecar:dev";
-
-async fn install_crds(client: &Client) -> anyhow::Result<()> {
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in generate::crds() {
-        let name = crd.name_any();
-        api.patch(
-            &name,
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(&crd),
-        )
-        .await?;
-        wait_until(
-            Duration::from_secs(30),
-            &format!("CRD {name} Established"),
-            || async {
-                Ok(api.get_opt(&name).await?.is_some_and(|c| {
-                    c.status.and_then(|s| s.conditions).is_some_and(|cs| {
-                        cs.iter()
-                            .any(|c| c.type_ == "Established" && c.status == "True")
-                    })
-                }))
-            },
-        )
-        .await?;
-    }
-    Ok(())
-}
-
-/// The operator binary built beside this test binary (`cargo build --workspace --bins`).
-fn operator_binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("ROBOFLEET_OPERATOR_BIN") {
-        return p.into();
-    }
-    let exe = std::env::current_exe().expect("test binary path");
-    exe.parent()
-        .and_then(|deps| deps.parent())
-        .expect("target dir")
-        .join("robofleet-operator")
-}
 
 fn isvc(name: &str, selector_key: &str, sha: char) -> InferenceService {
     serde_json::from_value(json!({
@@ -131,7 +92,7 @@ async fn inference_service_placement() -> anyhow::Result<()> {
     let client = cluster.client.clone();
     install_crds(&client).await?;
     let kubeconfig = cluster.state_dir.as_ref().map(|d| d.join("kubeconfig"));
-    let mut cmd = tokio::process::Command::new(operator_binary());
+    let mut cmd = tokio::process::Command::new(workspace_binary("robofleet-operator"));
     cmd.args([
         "--lease-name",
         &format!("robofleet-operator-{}", random_suffix()),

@@ -12,56 +12,27 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, ResourceExt};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use robofleet_crds::{InferenceService, generate, labels};
-use robofleet_tests::{HarnessError, TestCluster, TestNamespace, random_suffix, wait_until};
+use robofleet_crds::{InferenceService, labels};
+use robofleet_tests::{
+    HarnessError, TestCluster, TestNamespace, install_crds, random_suffix, wait_until,
+    workspace_binary,
+};
 use serde_json::json;
 
 const RETRY: u64 = 1;
 const LEASE: u64 = 5;
 const RENEW: u64 = 3;
 
-async fn install_crds(client: &Client) -> anyhow::Result<()> {
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in generate::crds() {
-        let name = crd.name_any();
-        api.patch(
-            &name,
-            &PatchParams::apply("robofleet-tests").force(),
-            &Patch::Apply(&crd),
-        )
-        .await?;
-        wait_until(Duration::from_secs(30), "CRD Established", || async {
-            Ok(api.get_opt(&name).await?.is_some_and(|c| {
-                c.status.and_then(|s| s.conditions).is_some_and(|cs| {
-                    cs.iter()
-                        .any(|c| c.type_ == "Established" && c.status == "True")
-                })
-            }))
-        })
-        .await?;
-    }
-    Ok(())
-}
-
-fn operator_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    exe.parent()
-        .and_then(|d| d.parent())
-        .expect("target dir")
-        .join("robofleet-operator")
-}
-
 fn start(
     lease: &str,
     identity: &str,
     kubeconfig: Option<&PathBuf>,
 ) -> anyhow::Result<tokio::process::Child> {
-    let mut cmd = tokio::process::Command::new(operator_binary());
+    let mut cmd = tokio::process::Command::new(workspace_binary("robofleet-operator"));
     cmd.args([
         "--metrics-addr",
         "127.0.0.1:0",
