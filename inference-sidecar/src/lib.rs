@@ -11,6 +11,7 @@
 pub mod app;
 pub mod backend;
 pub mod config;
+pub mod detect;
 pub mod metrics;
 pub mod model;
 pub mod ort_backend;

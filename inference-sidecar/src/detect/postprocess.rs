@@ -1,0 +1,160 @@
+//! Declared post-processing: decode a detector's output into boxes, keep those above the
+//! confidence threshold, suppress overlaps per class (NMS) and map boxes back to the original image.
+
+use serde::Serialize;
+
+use super::preprocess::LetterboxTransform;
+
+/// Output layouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// `[1, 4 + C, N]`: cx, cy, w, h, then C class scores, one column per candidate
+    Yolov8,
+    /// `[1, N, 5 + C]`: cx, cy, w, h, objectness, then C class scores, one row per candidate
+    Yolov5,
+}
+
+/// The declared post-processing (`spec.model.postprocess`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Postprocess {
+    /// output layout
+    pub layout: Layout,
+    /// class names, by class id (may be shorter than the model's class count)
+    pub classes: Vec<String>,
+    /// minimum score kept
+    pub confidence: f32,
+    /// IoU above which a lower-scored box of the same class is suppressed
+    pub iou: f32,
+}
+
+/// One detection, in original image pixel coordinates.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Detection {
+    /// class index
+    pub class_id: usize,
+    /// class name, when declared
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub class_name: Option<String>,
+    /// score
+    pub confidence: f32,
+    /// left
+    pub x1: f32,
+    /// top
+    pub y1: f32,
+    /// right
+    pub x2: f32,
+    /// bottom
+    pub y2: f32,
+}
+
+/// An output that does not fit the declared layout.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("output shape {shape:?} does not fit layout {layout:?}")]
+pub struct LayoutError {
+    /// the declared layout
+    pub layout: Layout,
+    /// the output's shape
+    pub shape: Vec<i64>,
+}
+
+/// Intersection over union of two `[x1, y1, x2, y2]` boxes.
+pub fn iou(a: &Detection, b: &Detection) -> f32 {
+    let iw = (a.x2.min(b.x2) - a.x1.max(b.x1)).max(0.0);
+    let ih = (a.y2.min(b.y2) - a.y1.max(b.y1)).max(0.0);
+    let inter = iw * ih;
+    let union = (a.x2 - a.x1) * (a.y2 - a.y1) + (b.x2 - b.x1) * (b.y2 - b.y1) - inter;
+    if union <= 0.0 { 0.0 } else { inter / union }
+}
+
+/// Class-wise greedy NMS: highest score first; a box is dropped when it overlaps a kept box of
+/// the same class by more than `threshold`.
+pub fn nms(mut dets: Vec<Detection>, threshold: f32) -> Vec<Detection> {
+    dets.sort_by(|a, b| b.confidence.total_cmp(&a.confidence));
+    let mut kept: Vec<Detection> = Vec::with_capacity(dets.len());
+    for d in dets {
+        if kept
+            .iter()
+            .all(|k| k.class_id != d.class_id || iou(k, &d) <= threshold)
+        {
+            kept.push(d);
+        }
+    }
+    kept
+}
+
+fn best_class(scores: impl Iterator<Item = f32>) -> Option<(usize, f32)> {
+    scores.enumerate().fold(None, |best, (i, s)| match best {
+        Some((_, b)) if b >= s => best,
+        _ => Some((i, s)),
+    })
+}
+
+impl Postprocess {
+    /// Decode one image's output (`data` in row-major order of `shape`) into detections in the
+    /// original image's coordinates, sorted by descending confidence.
+    pub fn run(
+        &self,
+        data: &[f32],
+        shape: &[i64],
+        transform: &LetterboxTransform,
+    ) -> Result<Vec<Detection>, LayoutError> {
+        let err = || LayoutError {
+            layout: self.layout,
+            shape: shape.to_vec(),
+        };
+        let dims: Vec<usize> = match shape {
+            [1, a, b] if *a >= 0 && *b >= 0 => vec![*a as usize, *b as usize],
+            [a, b] if *a >= 0 && *b >= 0 => vec![*a as usize, *b as usize],
+            _ => return Err(err()),
+        };
+        if data.len() != dims[0] * dims[1] {
+            return Err(err());
+        }
+        let mut cands = Vec::new();
+        let mut push = |cx: f32, cy: f32, w: f32, h: f32, class_id: usize, score: f32| {
+            if score.is_nan() || score < self.confidence {
+                return;
+            }
+            let (x1, y1) = transform.unmap(cx - w / 2.0, cy - h / 2.0);
+            let (x2, y2) = transform.unmap(cx + w / 2.0, cy + h / 2.0);
+            if x2 > x1 && y2 > y1 {
+                cands.push(Detection {
+                    class_id,
+                    class_name: self.classes.get(class_id).cloned(),
+                    confidence: score,
+                    x1,
+                    y1,
+                    x2,
+                    y2,
+                });
+            }
+        };
+        match self.layout {
+            Layout::Yolov8 => {
+                let (rows, n) = (dims[0], dims[1]);
+                if rows < 5 {
+                    return Err(err());
+                }
+                let at = |r: usize, i: usize| data[r * n + i];
+                for i in 0..n {
+                    if let Some((c, s)) = best_class((4..rows).map(|r| at(r, i))) {
+                        push(at(0, i), at(1, i), at(2, i), at(3, i), c, s);
+                    }
+                }
+            }
+            Layout::Yolov5 => {
+                let (n, cols) = (dims[0], dims[1]);
+                if cols < 6 {
+                    return Err(err());
+                }
+                for row in data.chunks_exact(cols).take(n) {
+                    let obj = row[4];
+                    if let Some((c, s)) = best_class(row[5..].iter().map(|&p| p * obj)) {
+                        push(row[0], row[1], row[2], row[3], c, s);
+                    }
+                }
+            }
+        }
+        Ok(nms(cands, self.iou))
+    }
+}

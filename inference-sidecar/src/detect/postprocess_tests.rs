@@ -1,0 +1,137 @@
+use super::postprocess::*;
+use super::preprocess::LetterboxTransform;
+
+fn ident(w: u32, h: u32) -> LetterboxTransform {
+    LetterboxTransform {
+        scale: 1.0,
+        pad_x: 0.0,
+        pad_y: 0.0,
+        orig_width: w,
+        orig_height: h,
+    }
+}
+
+fn post(layout: Layout) -> Postprocess {
+    Postprocess {
+        layout,
+        classes: vec!["cube".into(), "ball".into()],
+        confidence: 0.5,
+        iou: 0.5,
+    }
+}
+
+/// YOLOv8 `[1, 4 + C, N]` from candidate rows (cx, cy, w, h, scores...).
+fn v8(cands: &[[f32; 6]]) -> (Vec<f32>, Vec<i64>) {
+    let n = cands.len();
+    let mut data = vec![0.0; 6 * n];
+    for (i, c) in cands.iter().enumerate() {
+        for r in 0..6 {
+            data[r * n + i] = c[r];
+        }
+    }
+    (data, vec![1, 6, n as i64])
+}
+
+#[test]
+fn yolov8_threshold_classwise_nms_and_names() {
+    let (data, shape) = v8(&[
+        [50.0, 50.0, 20.0, 20.0, 0.9, 0.1], // cube, kept
+        [51.0, 50.0, 20.0, 20.0, 0.8, 0.0], // cube, overlaps the first: suppressed
+        [51.0, 51.0, 20.0, 20.0, 0.0, 0.7], // ball, overlaps but other class: kept
+        [10.0, 10.0, 4.0, 4.0, 0.4, 0.3],   // below threshold
+        [80.0, 20.0, 10.0, 10.0, 0.2, 0.6], // ball elsewhere
+    ]);
+    let dets = post(Layout::Yolov8)
+        .run(&data, &shape, &ident(100, 100))
+        .expect("run");
+    let got: Vec<(usize, f32, [f32; 4])> = dets
+        .iter()
+        .map(|d| (d.class_id, d.confidence, [d.x1, d.y1, d.x2, d.y2]))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (0, 0.9, [40.0, 40.0, 60.0, 60.0]),
+            (1, 0.7, [41.0, 41.0, 61.0, 61.0]),
+            (1, 0.6, [75.0, 15.0, 85.0, 25.0]),
+        ]
+    );
+    assert_eq!(dets[0].class_name.as_deref(), Some("cube"));
+    assert_eq!(dets[1].class_name.as_deref(), Some("ball"));
+}
+
+#[test]
+fn boxes_are_mapped_out_of_the_letterbox_and_clamped() {
+    // a 200x100 image letterboxed (centre) into 100x100: scale 0.5, 25 rows of padding on top
+    let t = LetterboxTransform {
+        scale: 0.5,
+        pad_x: 0.0,
+        pad_y: 25.0,
+        orig_width: 200,
+        orig_height: 100,
+    };
+    let (data, shape) = v8(&[
+        [50.0, 50.0, 20.0, 10.0, 0.9, 0.0],
+        [98.0, 30.0, 10.0, 20.0, 0.0, 0.8],
+    ]);
+    let dets = post(Layout::Yolov8).run(&data, &shape, &t).expect("run");
+    assert_eq!(
+        [dets[0].x1, dets[0].y1, dets[0].x2, dets[0].y2],
+        [80.0, 40.0, 120.0, 60.0]
+    );
+    assert_eq!(
+        [dets[1].x1, dets[1].y1, dets[1].x2, dets[1].y2],
+        [186.0, 0.0, 200.0, 30.0]
+    );
+}
+
+#[test]
+fn yolov5_multiplies_objectness() {
+    let data = vec![
+        10.0, 10.0, 4.0, 4.0, 0.9, 0.9, 0.1, // 0.81 cube
+        30.0, 30.0, 4.0, 4.0, 0.5, 0.9, 0.0, // 0.45: dropped
+    ];
+    let dets = post(Layout::Yolov5)
+        .run(&data, &[1, 2, 7], &ident(64, 64))
+        .expect("run");
+    assert_eq!(dets.len(), 1);
+    assert!((dets[0].confidence - 0.81).abs() < 1e-6);
+    assert_eq!(
+        [dets[0].x1, dets[0].y1, dets[0].x2, dets[0].y2],
+        [8.0, 8.0, 12.0, 12.0]
+    );
+}
+
+#[test]
+fn shapes_that_do_not_fit_the_layout_are_errors() {
+    let p = post(Layout::Yolov8);
+    assert!(p.run(&[0.0; 8], &[1, 4, 2], &ident(1, 1)).is_err());
+    assert!(p.run(&[0.0; 10], &[1, 6, 2], &ident(1, 1)).is_err());
+    assert!(p.run(&[0.0; 12], &[1, 1, 6, 2], &ident(1, 1)).is_err());
+    assert!(
+        post(Layout::Yolov5)
+            .run(&[0.0; 5], &[1, 1, 5], &ident(1, 1))
+            .is_err()
+    );
+    let nan = [f32::NAN; 6];
+    assert_eq!(p.run(&nan, &[1, 6, 1], &ident(1, 1)), Ok(vec![]));
+}
+
+#[test]
+fn iou_of_known_boxes() {
+    let d = |x1, y1, x2, y2| Detection {
+        class_id: 0,
+        class_name: None,
+        confidence: 1.0,
+        x1,
+        y1,
+        x2,
+        y2,
+    };
+    assert_eq!(
+        iou(&d(0.0, 0.0, 2.0, 2.0), &d(1.0, 0.0, 3.0, 2.0)),
+        2.0 / 6.0
+    );
+    assert_eq!(iou(&d(0.0, 0.0, 1.0, 1.0), &d(2.0, 2.0, 3.0, 3.0)), 0.0);
+    assert_eq!(iou(&d(0.0, 0.0, 0.0, 0.0), &d(0.0, 0.0, 0.0, 0.0)), 0.0);
+}
