@@ -50,10 +50,10 @@ demo: k8s-bins venv ## the main job: local control plane, simulated robots, oper
 	  tests/demo.sh
 
 generate: ## regenerate committed generated files (CRD YAML, CRD reference)
-	@if [[ -f crds/src/bin/crdgen.rs ]]; then $(CARGO) run --quiet -p robofleet-crds --bin crdgen; fi
+	@if [[ -f crds/src/bin/crdgen.rs ]]; then $(CARGO) run --quiet -p robofleet-crds --bin crdgen -- --copy-to charts/robofleet/crds; fi
 
 check-generated: generate ## fail if generated files differ from what is committed
-	@git diff --exit-code -- deploy docs/reference || { echo "generated files are stale: run make generate" >&2; exit 1; }
+	@git diff --exit-code -- deploy docs/reference charts || { echo "generated files are stale: run make generate" >&2; exit 1; }
 
 $(TOOLS)/bin/cargo-deny:
 	$(CARGO) install --root $(TOOLS) cargo-deny
