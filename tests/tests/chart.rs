@@ -1,14 +1,24 @@
 //! The Helm chart (`charts/robofleet/`) lints, renders, and installs into the local cluster; its
 //! operator args are flags the binary knows; the operator's ServiceAccount can do exactly what the
 //! controllers need (checked with `kubectl auth can-i --as`) and cannot read Secrets; a user bound
-//! to `robofleet-view` can read but not `promote`, and `robofleet-rollout-operator` can.
+//! to `robofleet-view` can read but not `promote`, and `robofleet-rollout-operator` can. The
+//! ValidatingAdmissionPolicies refuse a hand-made hostNetwork pod in a robot namespace, an image
+//! off the allow-list, a hostPath outside the prefix and a `promote` annotation from a user without
+//! the verb, and admit the operator's pods and an authorised user's verb.
 
 #![allow(clippy::expect_used)] // test helpers may panic with context
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use robofleet_tests::{TestCluster, TestNamespace, install_crds, random_suffix, workspace_binary};
+use std::time::Duration;
+
+use robofleet_tests::{
+    TestCluster, TestNamespace, install_crds, random_suffix, wait_until, workspace_binary,
+};
+use serde_json::{Value, json};
+
+const ALLOWED_IMAGE: &str = "ghcr.io/robofleet/inference-sidecar:0.1.0";
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -106,12 +116,42 @@ fn helm_lint_passes_and_the_operator_args_are_known_flags() {
 async fn chart_installs_and_its_service_account_has_least_privilege() -> anyhow::Result<()> {
     let cluster = TestCluster::connect().await?;
     install_crds(&cluster.client).await?;
+    // the admission policies are cluster-wide: scope them to this test's namespaces so tests
+    // running beside it (robot pods with test images) are not affected
+    let mark = random_suffix();
     let ns = TestNamespace::create(&cluster.client, "chart", &[]).await?;
-    let other = TestNamespace::create(&cluster.client, "chart-other", &[]).await?;
+    let other = TestNamespace::create(
+        &cluster.client,
+        "chart-robots",
+        &[
+            ("robofleet.io/robot-workloads", "true"),
+            ("robofleet.io/chart-test", &mark),
+        ],
+    )
+    .await?;
     let release = format!("rf-{}", random_suffix());
     let priority = format!("robofleet-safety-critical-{}", random_suffix());
+    let values = std::env::temp_dir().join(format!("{release}-values.json"));
+    std::fs::write(
+        &values,
+        json!({"admissionPolicy": {
+            "robotNamespaceSelector": {"matchLabels": {
+                "robofleet.io/robot-workloads": "true", "robofleet.io/chart-test": mark}},
+            "verbsNamespaceSelector": {"matchLabels": {"robofleet.io/chart-test": mark}},
+        }})
+        .to_string(),
+    )?;
+    let values = values.display().to_string();
     // rendered manifests pass the API server's validation as a whole
-    let rendered = ok(tool("helm").args(["template", &release, &chart(), "-n", &ns.name]));
+    let rendered = ok(tool("helm").args([
+        "template",
+        &release,
+        &chart(),
+        "-n",
+        &ns.name,
+        "-f",
+        &values,
+    ]));
     let manifest = std::env::temp_dir().join(format!("{release}.yaml"));
     std::fs::write(&manifest, &rendered)?;
     ok(tool("kubectl")
@@ -134,12 +174,134 @@ async fn chart_installs_and_its_service_account_has_least_privilege() -> anyhow:
         &chart(),
         "-n",
         &ns.name,
+        "-f",
+        &values,
         "--set",
         &format!("safetyPriorityClass.name={priority}"),
         "--set",
         &format!("userRoles.create={}", !roles_exist),
     ]));
-    checks(&ns.name, &other.name, &release, &priority)
+    std::fs::remove_file(&values)?;
+    checks(&ns.name, &other.name, &release, &priority)?;
+    admission(&ns.name, &other.name, &release).await
+}
+
+fn pod(name: &str, image: &str, host_network: bool, host_path: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {
+            "hostNetwork": host_network,
+            "securityContext": {"runAsNonRoot": true, "runAsUser": 65532,
+                                "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [{
+                "name": "c", "image": image,
+                "securityContext": {"allowPrivilegeEscalation": false,
+                                    "readOnlyRootFilesystem": true,
+                                    "capabilities": {"drop": ["ALL"]}},
+                "volumeMounts": [{"name": "cache", "mountPath": "/cache"}],
+            }],
+            "volumes": [{"name": "cache", "hostPath": {"path": host_path}}],
+        }
+    })
+}
+
+/// `kubectl create --dry-run=server` of `obj` in `ns`, as `user` if given (admission runs on
+/// dry runs too, and nothing is left behind).
+fn dry_create(ns: &str, user: Option<&str>, obj: &Value) -> Output {
+    let file = std::env::temp_dir().join(format!("chart-obj-{}.json", random_suffix()));
+    std::fs::write(&file, obj.to_string()).expect("temp file");
+    let mut cmd = tool("kubectl");
+    cmd.args(["create", "--dry-run=server", "-n", ns, "-f"])
+        .arg(&file);
+    if let Some(u) = user {
+        cmd.arg(format!("--as={u}"));
+    }
+    let out = run(&mut cmd);
+    let _ = std::fs::remove_file(&file);
+    out
+}
+
+fn refused(out: &Output, why: &str) -> bool {
+    let err = String::from_utf8_lossy(&out.stderr);
+    !out.status.success() && err.contains(why)
+}
+
+async fn admission(ns: &str, robots: &str, release: &str) -> anyhow::Result<()> {
+    let sa = format!("system:serviceaccount:{ns}:{release}-robofleet");
+    let prefix = "/var/lib/robofleet/models";
+    let hand_made = pod("hand-made", ALLOWED_IMAGE, true, prefix);
+    // the policy takes effect once the API server has loaded it
+    wait_until(
+        Duration::from_secs(30),
+        "the robot-pod policy refuses hostNetwork",
+        || {
+            let out = dry_create(robots, None, &hand_made);
+            async move { Ok(refused(&out, "only by the robofleet operator")) }
+        },
+    )
+    .await?;
+    let out = dry_create(robots, Some(&sa), &hand_made);
+    assert!(out.status.success(), "operator's pod refused: {out:?}");
+    let out = dry_create(robots, None, &pod("plain", ALLOWED_IMAGE, false, prefix));
+    assert!(out.status.success(), "compliant pod refused: {out:?}");
+    let out = dry_create(
+        robots,
+        Some(&sa),
+        &pod("evil", "evil/miner:1", true, prefix),
+    );
+    assert!(refused(&out, "allow-list"), "{out:?}");
+    let out = dry_create(robots, Some(&sa), &pod("etc", ALLOWED_IMAGE, true, "/etc"));
+    assert!(refused(&out, "hostPath"), "{out:?}");
+    let out = dry_create(
+        robots,
+        Some(&sa),
+        &pod("dots", ALLOWED_IMAGE, true, "/var/lib/robofleet/../../etc"),
+    );
+    assert!(refused(&out, "hostPath"), "{out:?}");
+    let mut root = pod("root", ALLOWED_IMAGE, false, prefix);
+    root["spec"]["securityContext"] = json!({"seccompProfile": {"type": "RuntimeDefault"}});
+    let out = dry_create(robots, None, &root);
+    assert!(refused(&out, "non-root"), "{out:?}");
+
+    // custom verbs: robofleet-edit may create and patch, but promoting needs `promote`
+    let editor = format!("editor-{}", random_suffix());
+    let roller = format!("roller-{}", random_suffix());
+    for (user, role) in [
+        (&editor, "robofleet-edit"),
+        (&roller, "robofleet-edit"),
+        (&roller, "robofleet-rollout-operator"),
+    ] {
+        ok(tool("kubectl").args([
+            "create",
+            "rolebinding",
+            &format!("{user}-{role}"),
+            "-n",
+            robots,
+            &format!("--clusterrole={role}"),
+            &format!("--user={user}"),
+        ]));
+    }
+    let example = repo().join("docs/reference/examples/inferenceservice-minimal.yaml");
+    let mut isvc: Value = serde_yaml::from_str(&std::fs::read_to_string(example)?)?;
+    let out = dry_create(robots, Some(&editor), &isvc);
+    assert!(out.status.success(), "editor cannot create: {out:?}");
+    isvc["metadata"]["annotations"] = json!({"robofleet.io/action": "promote@1"});
+    wait_until(
+        Duration::from_secs(30),
+        "the verb policy refuses promote",
+        || {
+            let out = dry_create(robots, Some(&editor), &isvc);
+            async move { Ok(refused(&out, "needs the RBAC verb 'promote'")) }
+        },
+    )
+    .await?;
+    let out = dry_create(robots, Some(&roller), &isvc);
+    assert!(out.status.success(), "rollout operator refused: {out:?}");
+    isvc["metadata"]["annotations"] = json!({"robofleet.io/action": "pause@1"});
+    let out = dry_create(robots, Some(&editor), &isvc);
+    assert!(out.status.success(), "pause needs only patch: {out:?}");
+    Ok(())
 }
 
 /// A Helm release uninstalled when dropped (also when a check panics), so its cluster-scoped
