@@ -105,6 +105,7 @@ pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
         max_request_bytes: cfg.max_request_bytes,
         request_timeout: cfg.request_timeout,
         admission: tokio::sync::Semaphore::new(admitted(&cfg)),
+        detection: cfg.detection.clone(),
     });
     let api = bind(cfg.listen).await?;
     let admin = bind(cfg.admin_listen).await?;

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use clap::Args;
 
+use crate::detect::postprocess::{Layout, Postprocess};
+use crate::detect::preprocess::{ColorOrder, Letterbox, Preprocess};
 use crate::ort_backend::ExecutionProvider;
 use crate::store::{ModelRef, StoreError};
 
@@ -38,6 +40,9 @@ pub enum ConfigError {
         "--max-batch-size {0} needs a model whose first dimension is dynamic on every input and output"
     )]
     BatchingRefused(usize),
+    /// A `--detect-*` flag out of range.
+    #[error("{0}")]
+    Detection(String),
 }
 
 impl ConfigError {
@@ -50,6 +55,7 @@ impl ConfigError {
             Self::WarmupShape(_) => "warmup_shape",
             Self::ModelName(_) => "model_name",
             Self::BatchingRefused(_) => "batching",
+            Self::Detection(_) => "detection",
         }
     }
 }
@@ -154,6 +160,53 @@ pub struct ServeArgs {
     /// Write the bound addresses as JSON to this file once listening (for tests and tooling).
     #[arg(long, env = "ROBOFLEET_ADDRESS_FILE")]
     pub address_file: Option<PathBuf>,
+    /// Enables `POST /v1/detect`: the model input size, WxH (e.g. 640x640). Also adds the warm-up
+    /// shape `--detect-input=1x3xHxW` unless one is given for that input.
+    #[arg(long, env = "ROBOFLEET_DETECT_SIZE")]
+    pub detect_size: Option<String>,
+    /// The detector's image input.
+    #[arg(long, env = "ROBOFLEET_DETECT_INPUT", default_value = "images")]
+    pub detect_input: String,
+    /// Channel order the detector expects: rgb or bgr.
+    #[arg(long, env = "ROBOFLEET_DETECT_COLOR_ORDER", default_value = "rgb")]
+    pub detect_color_order: String,
+    /// Multiplier applied to 0-255 pixel values.
+    #[arg(long, env = "ROBOFLEET_DETECT_SCALE", default_value_t = 1.0 / 255.0)]
+    pub detect_scale: f32,
+    /// Per-channel mean (model channel order), subtracted after scaling.
+    #[arg(
+        long,
+        env = "ROBOFLEET_DETECT_MEAN",
+        value_delimiter = ',',
+        default_value = "0,0,0"
+    )]
+    pub detect_mean: Vec<f32>,
+    /// Per-channel std (model channel order).
+    #[arg(
+        long,
+        env = "ROBOFLEET_DETECT_STD",
+        value_delimiter = ',',
+        default_value = "1,1,1"
+    )]
+    pub detect_std: Vec<f32>,
+    /// Letterbox placement: center or topLeft.
+    #[arg(long, env = "ROBOFLEET_DETECT_LETTERBOX", default_value = "center")]
+    pub detect_letterbox: String,
+    /// Letterbox padding pixel value (0-255).
+    #[arg(long, env = "ROBOFLEET_DETECT_PAD_VALUE", default_value_t = 114)]
+    pub detect_pad_value: u8,
+    /// Output layout: yolov8 or yolov5.
+    #[arg(long, env = "ROBOFLEET_DETECT_LAYOUT", default_value = "yolov8")]
+    pub detect_layout: String,
+    /// Class names by class id.
+    #[arg(long, env = "ROBOFLEET_DETECT_CLASSES", value_delimiter = ',')]
+    pub detect_classes: Vec<String>,
+    /// Minimum score of a detection.
+    #[arg(long, env = "ROBOFLEET_DETECT_CONFIDENCE", default_value_t = 0.25)]
+    pub detect_confidence: f32,
+    /// IoU above which NMS drops a box of the same class.
+    #[arg(long, env = "ROBOFLEET_DETECT_IOU", default_value_t = 0.45)]
+    pub detect_iou: f32,
 }
 
 /// Validated configuration of `serve`.
@@ -209,6 +262,8 @@ pub struct ServeConfig {
     pub drain_timeout: Duration,
     /// address file
     pub address_file: Option<PathBuf>,
+    /// `/v1/detect` pre- and post-processing, when enabled
+    pub detection: Option<Detection>,
 }
 
 /// Parses a Go-style duration (`300ms`, `1.5s`, `2m`, `1h30m`, `0s`); the same syntax the CRDs use.
@@ -268,7 +323,102 @@ fn duration(flag: &'static str, s: &str) -> Result<Duration, ConfigError> {
     parse_duration(s).map_err(|message| ConfigError::Duration { flag, message })
 }
 
+/// The `/v1/detect` configuration (what `spec.model.preprocess/postprocess` render).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Detection {
+    /// the model input the image tensor goes to
+    pub input: String,
+    /// pre-processing
+    pub preprocess: Preprocess,
+    /// post-processing
+    pub postprocess: Postprocess,
+}
+
+fn detect_err(message: impl Into<String>) -> ConfigError {
+    ConfigError::Detection(message.into())
+}
+
+fn three(flag: &str, v: &[f32]) -> Result<[f32; 3], ConfigError> {
+    <[f32; 3]>::try_from(v)
+        .map_err(|_| detect_err(format!("--{flag} needs 3 comma-separated values")))
+}
+
 impl ServeArgs {
+    fn detection(&self) -> Result<Option<Detection>, ConfigError> {
+        let Some(size) = &self.detect_size else {
+            return Ok(None);
+        };
+        let (w, h) = size
+            .split_once('x')
+            .and_then(|(w, h)| Some((w.trim().parse::<u32>().ok()?, h.trim().parse::<u32>().ok()?)))
+            .filter(|&(w, h)| (1..=8192).contains(&w) && (1..=8192).contains(&h))
+            .ok_or_else(|| detect_err(format!("--detect-size {size:?} is not WxH (1-8192)")))?;
+        let color_order = match self.detect_color_order.to_ascii_lowercase().as_str() {
+            "rgb" => ColorOrder::Rgb,
+            "bgr" => ColorOrder::Bgr,
+            o => {
+                return Err(detect_err(format!(
+                    "--detect-color-order {o:?}: rgb or bgr"
+                )));
+            }
+        };
+        let letterbox = match self.detect_letterbox.to_ascii_lowercase().as_str() {
+            "center" => Letterbox::Center,
+            "topleft" | "top-left" => Letterbox::TopLeft,
+            o => {
+                return Err(detect_err(format!(
+                    "--detect-letterbox {o:?}: center or topLeft"
+                )));
+            }
+        };
+        let layout = match self.detect_layout.to_ascii_lowercase().as_str() {
+            "yolov8" => Layout::Yolov8,
+            "yolov5" => Layout::Yolov5,
+            o => {
+                return Err(detect_err(format!(
+                    "--detect-layout {o:?}: yolov8 or yolov5"
+                )));
+            }
+        };
+        let std = three("detect-std", &self.detect_std)?;
+        if std.iter().any(|s| *s == 0.0 || !s.is_finite()) {
+            return Err(detect_err(
+                "--detect-std values must be finite and non-zero",
+            ));
+        }
+        for (flag, v) in [
+            ("detect-confidence", self.detect_confidence),
+            ("detect-iou", self.detect_iou),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(detect_err(format!("--{flag} must be within 0-1")));
+            }
+        }
+        Ok(Some(Detection {
+            input: self.detect_input.clone(),
+            preprocess: Preprocess {
+                width: w,
+                height: h,
+                color_order,
+                scale: self.detect_scale,
+                mean: three("detect-mean", &self.detect_mean)?,
+                std,
+                letterbox,
+                pad_value: self.detect_pad_value,
+            },
+            postprocess: Postprocess {
+                layout,
+                classes: self
+                    .detect_classes
+                    .iter()
+                    .map(|c| c.trim().to_owned())
+                    .collect(),
+                confidence: self.detect_confidence,
+                iou: self.detect_iou,
+            },
+        }))
+    }
+
     /// Validates the arguments; `cpus` is the number of CPUs available to the process.
     pub fn validate(self, cpus: usize) -> Result<ServeConfig, ConfigError> {
         for (flag, v) in [
@@ -302,6 +452,18 @@ impl ServeArgs {
         } else {
             self.intra_op_threads
         };
+        let detection = self.detection()?;
+        let mut warmup_shapes: Vec<(String, Vec<i64>)> = self
+            .warmup_shapes
+            .iter()
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| parse_shape(s))
+            .collect::<Result<_, _>>()?;
+        if let Some(d) = &detection
+            && !warmup_shapes.iter().any(|(n, _)| *n == d.input)
+        {
+            warmup_shapes.push(parse_shape(&d.preprocess.warmup_shape(&d.input))?);
+        }
         Ok(ServeConfig {
             model: self.model.parse()?,
             fallback_model: self.fallback_model.as_deref().map(str::parse).transpose()?,
@@ -320,12 +482,7 @@ impl ServeArgs {
             request_timeout: duration("request-timeout", &self.request_timeout)?,
             max_request_bytes: self.max_request_bytes,
             warmup_runs: self.warmup_runs,
-            warmup_shapes: self
-                .warmup_shapes
-                .iter()
-                .filter(|s| !s.trim().is_empty())
-                .map(|s| parse_shape(s))
-                .collect::<Result<_, _>>()?,
+            warmup_shapes,
             model_cache: self.model_cache,
             model_cache_max_bytes: self.model_cache_max_bytes,
             model_cache_keep: self.model_cache_keep,
@@ -333,6 +490,7 @@ impl ServeArgs {
             download_attempts: self.download_attempts.max(1),
             drain_timeout: duration("drain-timeout", &self.drain_timeout)?,
             address_file: self.address_file,
+            detection,
         })
     }
 }

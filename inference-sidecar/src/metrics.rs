@@ -59,6 +59,11 @@ pub struct ModelInfoLabels {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct DetectionLabels {
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ReasonLabels {
     reason: &'static str,
 }
@@ -95,6 +100,7 @@ pub struct Metrics {
     /// time to fetch, load and warm a model
     pub model_load_duration: Histogram,
     model_load_failures: Family<ReasonLabels, Counter>,
+    detection_images: Family<DetectionLabels, Counter>,
 }
 
 impl Metrics {
@@ -115,6 +121,7 @@ impl Metrics {
                 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
             ]),
             model_load_failures: Family::default(),
+            detection_images: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -172,7 +179,24 @@ impl Metrics {
             "Model fetch, verify, load or warm-up failures by reason",
             m.model_load_failures.clone(),
         );
+        registry.register(
+            "robofleet_detection_images",
+            "Images sent to /v1/detect by outcome (ok, corrupt, unsupported)",
+            m.detection_images.clone(),
+        );
+        for outcome in ["ok", "corrupt", "unsupported"] {
+            let _ = m
+                .detection_images
+                .get_or_create(&DetectionLabels { outcome });
+        }
         Arc::new(Self { registry, ..m })
+    }
+
+    /// Counts an image sent for detection: `ok`, `corrupt` or `unsupported`.
+    pub fn detection_image(&self, outcome: &'static str) {
+        self.detection_images
+            .get_or_create(&DetectionLabels { outcome })
+            .inc();
     }
 
     /// Counts a finished request.

@@ -16,11 +16,13 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
 use crate::backend::TensorSpec;
+use crate::config::Detection;
+use crate::detect::preprocess::{self as pre, ImageError, RawEncoding, RawFrame};
 use crate::metrics::{Metrics, ModelLabels, Outcome};
 use crate::model::ServedModel;
 use crate::protocol::{self, HEADER_CONTENT_LENGTH};
 use crate::scheduler::{Job, JobError, Scheduler, SubmitError};
-use crate::tensor::Tensor;
+use crate::tensor::{Tensor, TensorData};
 
 /// A model in service and its inference threads.
 pub struct Serving {
@@ -47,6 +49,8 @@ pub struct AppState {
     /// requests admitted at once (queued, running, or having their body read): bounds memory to
     /// this many times `max_request_bytes`; beyond it, 429 before the body is read
     pub admission: tokio::sync::Semaphore,
+    /// `/v1/detect` pre- and post-processing; `None`: the route answers 404
+    pub detection: Option<Detection>,
 }
 
 impl AppState {
@@ -73,6 +77,7 @@ pub fn api_router(state: Arc<AppState>) -> Router {
         )
         .route("/v2/models/{name}/infer", post(infer))
         .route("/v2/models/{name}/versions/{version}/infer", post(infer_v))
+        .route("/v1/detect", post(detect))
         // the body limit is enforced (and counted) by the infer handler itself
         .layer(DefaultBodyLimit::disable())
         .with_state(state)
@@ -261,17 +266,28 @@ async fn infer_counted(
         .get()
         .map_or_else(|| st.configured.clone(), |s| s.model.labels.clone());
     let result = infer_inner(&st, &name, version.as_deref(), &headers, body, accepted).await;
+    finish(&st, &labels, accepted, result)
+}
+
+/// Counts a finished request (outcome, and duration for those that reached the queue) and
+/// renders its answer.
+fn finish(
+    st: &AppState,
+    labels: &ModelLabels,
+    accepted: Instant,
+    result: Result<Response, Failure>,
+) -> Response {
     let outcome = match &result {
         Ok(_) => Outcome::success,
         Err(Failure(_, outcome, _)) => *outcome,
     };
-    st.metrics.request(&labels, outcome);
+    st.metrics.request(labels, outcome);
     if matches!(
         outcome,
         Outcome::success | Outcome::error | Outcome::timeout
     ) {
         st.metrics
-            .request_duration(&labels, accepted.elapsed().as_secs_f64());
+            .request_duration(labels, accepted.elapsed().as_secs_f64());
     }
     match result {
         Ok(resp) => resp,
@@ -283,6 +299,94 @@ async fn infer_counted(
             }
             error(status, &msg)
         }
+    }
+}
+
+/// Reads a request body of at most `max_request_bytes`.
+async fn read_body(
+    st: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<bytes::Bytes, Failure> {
+    let limit = st.max_request_bytes;
+    let too_large = || {
+        Failure::invalid(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body is larger than the limit of {limit} bytes"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
+        // to_bytes reports a length-limit error by its source type
+        if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+        {
+            too_large()
+        } else {
+            Failure::invalid(
+                StatusCode::BAD_REQUEST,
+                format!("cannot read the request body: {e}"),
+            )
+        }
+    })?;
+    Ok(bytes)
+}
+
+/// Queues a job on the scheduler and waits for its outputs until the deadline.
+async fn run_job(
+    serving: &Serving,
+    inputs: Vec<Tensor>,
+    accepted: Instant,
+    deadline: Instant,
+    timeout: Duration,
+) -> Result<Vec<Tensor>, Failure> {
+    let (tx, rx) = oneshot::channel();
+    serving
+        .scheduler
+        .submit(Job {
+            inputs,
+            accepted,
+            deadline,
+            reply: tx,
+        })
+        .map_err(|e| match e {
+            SubmitError::Full => Failure(
+                StatusCode::TOO_MANY_REQUESTS,
+                Outcome::rejected,
+                e.to_string(),
+            ),
+            SubmitError::Closed => Failure(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Outcome::rejected,
+                e.to_string(),
+            ),
+        })?;
+    let timed_out = || {
+        Failure(
+            StatusCode::GATEWAY_TIMEOUT,
+            Outcome::timeout,
+            format!("no answer within the deadline of {timeout:?}"),
+        )
+    };
+    match tokio::time::timeout_at(deadline.into(), rx).await {
+        Err(_) => Err(timed_out()),
+        Ok(Err(_)) => Err(Failure(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Outcome::error,
+            "the inference thread dropped the request".into(),
+        )),
+        Ok(Ok(Err(JobError::Timeout))) => Err(timed_out()),
+        Ok(Ok(Err(e))) => Err(Failure(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Outcome::error,
+            e.to_string(),
+        )),
+        Ok(Ok(Ok(outputs))) => Ok(outputs),
     }
 }
 
@@ -317,31 +421,7 @@ async fn infer_inner(
         )
     })?;
     let limit = st.max_request_bytes;
-    let too_large = || {
-        Failure::invalid(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("request body is larger than the limit of {limit} bytes"),
-        )
-    };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(too_large());
-    }
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
-        // to_bytes reports a length-limit error by its source type
-        if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
-        {
-            too_large()
-        } else {
-            Failure::invalid(
-                StatusCode::BAD_REQUEST,
-                format!("cannot read the request body: {e}"),
-            )
-        }
-    })?;
+    let bytes = read_body(st, headers, body).await?;
     let bytes = match headers.get(header::CONTENT_ENCODING) {
         None => bytes,
         Some(enc) => {
@@ -394,53 +474,7 @@ async fn infer_inner(
         .filter(|t| !t.is_zero())
         .map_or(st.request_timeout, |t| t.min(st.request_timeout));
     let deadline = accepted + timeout;
-    let (tx, rx) = oneshot::channel();
-    serving
-        .scheduler
-        .submit(Job {
-            inputs,
-            accepted,
-            deadline,
-            reply: tx,
-        })
-        .map_err(|e| match e {
-            SubmitError::Full => Failure(
-                StatusCode::TOO_MANY_REQUESTS,
-                Outcome::rejected,
-                e.to_string(),
-            ),
-            SubmitError::Closed => Failure(
-                StatusCode::SERVICE_UNAVAILABLE,
-                Outcome::rejected,
-                e.to_string(),
-            ),
-        })?;
-    let timed_out = || {
-        Failure(
-            StatusCode::GATEWAY_TIMEOUT,
-            Outcome::timeout,
-            format!("no answer within the deadline of {timeout:?}"),
-        )
-    };
-    let outputs = match tokio::time::timeout_at(deadline.into(), rx).await {
-        Err(_) => return Err(timed_out()),
-        Ok(Err(_)) => {
-            return Err(Failure(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                Outcome::error,
-                "the inference thread dropped the request".into(),
-            ));
-        }
-        Ok(Ok(Err(JobError::Timeout))) => return Err(timed_out()),
-        Ok(Ok(Err(e))) => {
-            return Err(Failure(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                Outcome::error,
-                e.to_string(),
-            ));
-        }
-        Ok(Ok(Ok(outputs))) => outputs,
-    };
+    let outputs = run_job(serving, inputs, accepted, deadline, timeout).await?;
     let selected: Vec<(Tensor, bool)> = match &request.outputs {
         None => outputs
             .into_iter()
@@ -495,6 +529,171 @@ async fn infer_inner(
     Ok(resp)
 }
 
+/// `Content-Type` of raw frames; geometry in the `X-Robofleet-*` headers.
+pub const RAW_CONTENT_TYPE: &str = "application/x-robofleet-raw";
+
+fn raw_header<T: std::str::FromStr>(
+    headers: &HeaderMap,
+    name: &str,
+) -> Result<Option<T>, ImageError> {
+    headers
+        .get(name)
+        .map(|v| {
+            v.to_str()
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+                .ok_or_else(|| ImageError::BadFrame(format!("header {name} does not parse")))
+        })
+        .transpose()
+}
+
+/// Decodes the body (encoded image, or a raw frame described by headers) and prepares the tensor.
+fn prepare_image(
+    headers: &HeaderMap,
+    bytes: &[u8],
+    detection: &Detection,
+) -> Result<pre::Prepared, ImageError> {
+    let raw = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().to_ascii_lowercase().starts_with(RAW_CONTENT_TYPE));
+    let img = if raw {
+        let need = |name: &str| {
+            raw_header::<u32>(headers, name)?
+                .ok_or_else(|| ImageError::BadFrame(format!("raw frames need the {name} header")))
+        };
+        let width = need("x-robofleet-width")?;
+        let height = need("x-robofleet-height")?;
+        let encoding: String = raw_header(headers, "x-robofleet-encoding")?.ok_or_else(|| {
+            ImageError::BadFrame("raw frames need the x-robofleet-encoding header".into())
+        })?;
+        let encoding = RawEncoding::parse(&encoding)?;
+        let step = match raw_header::<usize>(headers, "x-robofleet-step")? {
+            Some(step) => step,
+            None => (width as usize).saturating_mul(encoding.bytes_per_pixel()),
+        };
+        pre::raw_to_rgb(&RawFrame {
+            width,
+            height,
+            step,
+            encoding,
+            data: bytes,
+        })?
+    } else {
+        pre::decode_encoded(bytes)?
+    };
+    Ok(pre::prepare(&img, &detection.preprocess))
+}
+
+async fn detect(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+    let accepted = Instant::now();
+    st.metrics.in_flight.inc();
+    let _in_flight = InFlight(st.metrics.clone());
+    let labels = st
+        .serving
+        .get()
+        .map_or_else(|| st.configured.clone(), |s| s.model.labels.clone());
+    let result = detect_inner(&st, &headers, body, accepted).await;
+    finish(&st, &labels, accepted, result)
+}
+
+async fn detect_inner(
+    st: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    accepted: Instant,
+) -> Result<Response, Failure> {
+    let Some(detection) = &st.detection else {
+        return Err(Failure::invalid(
+            StatusCode::NOT_FOUND,
+            "detection is not configured (serve --detect-size WxH)",
+        ));
+    };
+    if st.draining.load(Ordering::SeqCst) {
+        return Err(Failure(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Outcome::rejected,
+            "the server is shutting down".into(),
+        ));
+    }
+    let serving = st.serving.get().ok_or_else(|| {
+        Failure(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Outcome::rejected,
+            "the model is not ready".into(),
+        )
+    })?;
+    let _admitted = st.admission.try_acquire().map_err(|_| {
+        Failure(
+            StatusCode::TOO_MANY_REQUESTS,
+            Outcome::rejected,
+            "too many requests in flight (the inference queue is full)".into(),
+        )
+    })?;
+    let bytes = read_body(st, headers, body).await?;
+    let (headers_owned, det) = (headers.clone(), detection.clone());
+    let prepared = tokio::task::spawn_blocking(move || prepare_image(&headers_owned, &bytes, &det))
+        .await
+        .map_err(|e| {
+            Failure(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Outcome::error,
+                e.to_string(),
+            )
+        })?;
+    let prepared = match prepared {
+        Ok(p) => {
+            st.metrics.detection_image("ok");
+            p
+        }
+        Err(e) => {
+            st.metrics.detection_image(e.outcome());
+            let status = match e {
+                ImageError::Unsupported(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            return Err(Failure::invalid(status, e));
+        }
+    };
+    let pre = &detection.preprocess;
+    let server_error = |m: String| Failure(StatusCode::INTERNAL_SERVER_ERROR, Outcome::error, m);
+    let tensor = Tensor::new(
+        detection.input.clone(),
+        vec![1, 3, i64::from(pre.height), i64::from(pre.width)],
+        TensorData::Fp32(prepared.data),
+    )
+    .map_err(|e| server_error(e.to_string()))?;
+    let inputs = serving
+        .model
+        .signature
+        .check_inputs(vec![tensor])
+        .map_err(|e| server_error(format!("the detection input does not fit the model: {e}")))?;
+    let timeout = st.request_timeout;
+    let outputs = run_job(serving, inputs, accepted, accepted + timeout, timeout).await?;
+    let Some(Tensor {
+        shape,
+        data: TensorData::Fp32(data),
+        ..
+    }) = outputs.into_iter().next()
+    else {
+        return Err(server_error(
+            "the detector's first output is not FP32".into(),
+        ));
+    };
+    let detections = detection
+        .postprocess
+        .run(&data, &shape, &prepared.transform)
+        .map_err(|e| server_error(e.to_string()))?;
+    let labels = &serving.model.labels;
+    Ok(axum::Json(json!({
+        "model_name": labels.model,
+        "model_version": labels.model_version,
+        "width": prepared.transform.orig_width,
+        "height": prepared.transform.orig_height,
+        "detections": detections,
+    }))
+    .into_response())
+}
 #[cfg(test)]
 #[path = "server_tests.rs"]
 mod tests;

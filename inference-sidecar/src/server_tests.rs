@@ -56,6 +56,7 @@ fn harness(loaded: bool, max_queue: usize, admitted: usize, timeout: Duration) -
         max_request_bytes: 1 << 20,
         request_timeout: timeout,
         admission: tokio::sync::Semaphore::new(admitted),
+        detection: None,
     });
     if loaded {
         let spec = |name: &str| TensorSpec {
