@@ -33,6 +33,24 @@ pub struct Args {
         default_value = "/var/lib/robofleet"
     )]
     pub host_path_prefix: String,
+    /// Allowed bridge images (`ros2-bridge`, the safety monitor) as `name=image` (repeatable or
+    /// comma-separated); the first is the one monitors run.
+    #[arg(
+        long = "bridge-image",
+        env = "ROBOFLEET_BRIDGE_IMAGES",
+        value_delimiter = ','
+    )]
+    pub bridge_images: Vec<String>,
+    /// PriorityClass of safety monitor pods (shipped by the chart).
+    #[arg(
+        long,
+        env = "ROBOFLEET_SAFETY_PRIORITY_CLASS",
+        default_value = "robofleet-safety-critical"
+    )]
+    pub safety_priority_class: String,
+    /// Port of the safety monitors' /metrics, /healthz and /readyz on the robot's address.
+    #[arg(long, env = "ROBOFLEET_SAFETY_METRICS_PORT", default_value_t = 9470)]
+    pub safety_metrics_port: u16,
 }
 
 /// Why the configuration is invalid.
@@ -55,33 +73,48 @@ pub struct Config {
     pub images: ImageAllowList,
     /// Allowed hostPath prefix.
     pub host_path_prefix: String,
+    /// Bridge image allow-list (the default entry runs safety monitors).
+    pub bridge_images: ImageAllowList,
+    /// PriorityClass of safety monitor pods.
+    pub safety_priority_class: String,
+    /// Port of the safety monitors' metrics and health endpoints.
+    pub safety_metrics_port: u16,
+}
+
+fn parse_entries(items: &[String]) -> Result<ImageAllowList, ConfigError> {
+    let mut entries = BTreeMap::new();
+    let mut first = None;
+    for item in items {
+        let (name, image) = item
+            .split_once('=')
+            .filter(|(n, i)| !n.is_empty() && !i.is_empty())
+            .ok_or_else(|| ConfigError::BadImage(item.clone()))?;
+        first.get_or_insert_with(|| name.to_owned());
+        entries.insert(name.to_owned(), image.to_owned());
+    }
+    Ok(ImageAllowList {
+        entries,
+        default_entry: first.unwrap_or_default(),
+    })
 }
 
 impl Args {
     /// Validates the flags into a [`Config`].
     pub fn validate(self) -> Result<Config, ConfigError> {
-        let mut entries = BTreeMap::new();
-        let mut first = None;
-        for item in &self.images {
-            let (name, image) = item
-                .split_once('=')
-                .filter(|(n, i)| !n.is_empty() && !i.is_empty())
-                .ok_or_else(|| ConfigError::BadImage(item.clone()))?;
-            first.get_or_insert_with(|| name.to_owned());
-            entries.insert(name.to_owned(), image.to_owned());
-        }
-        let default_entry = match self.default_image {
-            Some(d) if entries.contains_key(&d) => d,
+        let mut images = parse_entries(&self.images)?;
+        match self.default_image {
+            Some(d) if images.entries.contains_key(&d) => images.default_entry = d,
             Some(d) => return Err(ConfigError::UnknownDefault(d)),
-            None => first.unwrap_or_default(),
-        };
+            None => {}
+        }
+        let bridge_images = parse_entries(&self.bridge_images)?;
         Ok(Config {
             metrics_addr: self.metrics_addr,
-            images: ImageAllowList {
-                entries,
-                default_entry,
-            },
+            images,
             host_path_prefix: self.host_path_prefix,
+            bridge_images,
+            safety_priority_class: self.safety_priority_class,
+            safety_metrics_port: self.safety_metrics_port,
         })
     }
 }
@@ -104,5 +137,11 @@ mod tests {
         assert!(matches!(bad, Err(ConfigError::BadImage(_))));
         let bad = Args::parse_from(["op", "--image", "a=b", "--default-image", "c"]).validate();
         assert!(matches!(bad, Err(ConfigError::UnknownDefault(_))));
+        let c = Args::parse_from(["op", "--image", "a=b", "--bridge-image", "bridge=reg/b@1"])
+            .validate()
+            .unwrap();
+        assert_eq!(c.bridge_images.default_entry, "bridge");
+        assert_eq!(c.safety_priority_class, "robofleet-safety-critical");
+        assert_eq!(c.safety_metrics_port, 9470);
     }
 }

@@ -8,7 +8,8 @@
 //! pods they own (label-selected), and Nodes through a reflector whose changes re-trigger every
 //! resource. Built so far: InferenceService placement (one pod per selected robot at the current
 //! revision, revisions in ControllerRevisions, namespace and image allow-lists, status with
-//! counts). SafetyPolicy, SensorSim, waves, analysis and leader election come next.
+//! counts), SafetyPolicy monitors (a policy ConfigMap the monitors hot-reload, one monitor pod per
+//! selected robot, conflicts per robot and stop topic). SensorSim, waves and analysis come next.
 
 pub mod apply;
 pub mod config;
@@ -26,10 +27,10 @@ use kube::runtime::controller::Controller;
 use kube::runtime::reflector;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
-use robofleet_crds::InferenceService;
+use robofleet_crds::{InferenceService, SafetyPolicy};
 
 use crate::config::Config;
-use crate::controller::{Context, inference_service};
+use crate::controller::{Context, inference_service, safety_policy};
 use crate::metrics::Metrics;
 
 /// Label selector for the pods this operator owns.
@@ -78,9 +79,6 @@ pub async fn run(config: Config, client: Client) -> anyhow::Result<()> {
         scraper: Arc::new(scrape::HttpScrape::new(std::time::Duration::from_secs(2))),
         confirmations: Default::default(),
     });
-    let isvcs = Api::<InferenceService>::all(client.clone());
-    let pods = Api::<Pod>::all(client.clone());
-    let controller = Controller::new(isvcs, watcher::Config::default().any_semantic());
     let ready_metrics = metrics.clone();
     let nodes_ready = nodes.clone();
     tokio::spawn(async move {
@@ -88,31 +86,66 @@ pub async fn run(config: Config, client: Client) -> anyhow::Result<()> {
             ready_metrics.set_ready(true);
         }
     });
-    let mut shutdown = shutdown_rx.clone();
-    controller
-        .owns(pods, watcher::Config::default().labels(OWNED_PODS))
-        .reconcile_all_on(node_stream.filter_map(|n| async move { n.ok().map(|_| ()) }))
-        .graceful_shutdown_on(async move {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = sigterm() => {}
-                _ = shutdown.wait_for(|v| *v) => {}
+    // One signal stops both controllers.
+    let stop_tx = shutdown_tx.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = sigterm() => {}
+        }
+        let _ = stop_tx.send(true);
+    });
+    // Node changes re-trigger every resource of both kinds: one stream, fanned out.
+    let (isvc_tx, isvc_nodes) = futures::channel::mpsc::channel::<()>(1);
+    let (safety_tx, safety_nodes) = futures::channel::mpsc::channel::<()>(1);
+    tokio::spawn(async move {
+        let mut node_stream = std::pin::pin!(node_stream);
+        let (mut isvc_tx, mut safety_tx) = (isvc_tx, safety_tx);
+        while let Some(n) = node_stream.next().await {
+            if n.is_ok() {
+                // A full channel already holds a pending "reconcile all".
+                let _ = isvc_tx.try_send(());
+                let _ = safety_tx.try_send(());
             }
-        })
-        .run(
-            inference_service::reconcile,
-            inference_service::error_policy,
-            ctx,
-        )
-        .for_each(|res| async move {
-            if let Err(e) = res {
-                tracing::debug!(error = %e, "controller event");
-            }
-        })
-        .await;
+        }
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|v| *v).await;
+    };
+    let owned = || watcher::Config::default().labels(OWNED_PODS);
+    let pods = Api::<Pod>::all(client.clone());
+    let isvc = Controller::new(
+        Api::<InferenceService>::all(client.clone()),
+        watcher::Config::default().any_semantic(),
+    )
+    .owns(pods.clone(), owned())
+    .reconcile_all_on(isvc_nodes)
+    .graceful_shutdown_on(stopped(shutdown_rx.clone()))
+    .run(
+        inference_service::reconcile,
+        inference_service::error_policy,
+        ctx.clone(),
+    )
+    .for_each(log_event);
+    let safety = Controller::new(
+        Api::<SafetyPolicy>::all(client.clone()),
+        watcher::Config::default().any_semantic(),
+    )
+    .owns(pods, owned())
+    .reconcile_all_on(safety_nodes)
+    .graceful_shutdown_on(stopped(shutdown_rx.clone()))
+    .run(safety_policy::reconcile, safety_policy::error_policy, ctx)
+    .for_each(log_event);
+    tokio::join!(isvc, safety);
     let _ = shutdown_tx.send(true);
     let _ = server.await;
     Ok(())
+}
+
+async fn log_event<T, E: std::fmt::Display>(res: Result<T, E>) {
+    if let Err(e) = res {
+        tracing::debug!(error = %e, "controller event");
+    }
 }
 
 async fn sigterm() {

@@ -1,6 +1,7 @@
 //! One module per kind: reconcile + error_policy + watch wiring, nothing else.
 
 pub mod inference_service;
+pub mod safety_policy;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -5,4 +5,5 @@
 pub mod isvc;
 pub mod naming;
 pub mod robots;
+pub mod safety;
 pub mod status;

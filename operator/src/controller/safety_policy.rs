@@ -1,0 +1,265 @@
+//! SafetyPolicy controller: fetch → validate and find conflicts (pure, `core::safety`) → apply the
+//! policy ConfigMap and one monitor pod per selected robot → status, written only on change.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::{Api, Resource, ResourceExt};
+use robofleet_crds::SafetyPolicy;
+use robofleet_crds::conditions::reasons;
+use robofleet_crds::labels;
+use robofleet_crds::rollout::RolloutPhase;
+use serde_json::json;
+
+use super::Context;
+use crate::apply::{FIELD_MANAGER, apply, delete};
+use crate::core::isvc::Owner;
+use crate::core::robots::{self, Robot};
+use crate::core::safety::{self, MonitorObservation, MonitorSettings, PolicyClaim};
+use crate::core::status::Blocker;
+
+/// Kind name used in labels, metrics and events.
+pub const KIND: &str = "SafetyPolicy";
+
+/// Why a reconcile failed (retried with backoff).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A Kubernetes API call failed.
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    /// The object lacks a namespace or name.
+    #[error("object has no namespace or name")]
+    MissingMetadata,
+}
+
+impl Error {
+    /// Bounded label for metrics and events.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Kube(_) => "kube",
+            Self::MissingMetadata => "missing_metadata",
+        }
+    }
+}
+
+/// Reconciles one SafetyPolicy.
+pub async fn reconcile(obj: Arc<SafetyPolicy>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let timer = ctx.metrics.reconcile(KIND);
+    let result = reconcile_inner(&obj, &ctx).await;
+    timer.finish(match &result {
+        Ok(_) => "ok",
+        Err(e) => e.kind(),
+    });
+    result
+}
+
+/// Retries failed reconciles after a delay.
+pub fn error_policy(obj: Arc<SafetyPolicy>, err: &Error, _ctx: Arc<Context>) -> Action {
+    tracing::warn!(name = %obj.name_any(), error = %err, "safety policy reconcile failed");
+    Action::requeue(Duration::from_secs(5))
+}
+
+fn claim(p: &SafetyPolicy, robots_all: &[Robot]) -> PolicyClaim {
+    let selected = robots::select(p.spec.robot_selector.as_ref(), robots_all).unwrap_or_default();
+    PolicyClaim {
+        key: format!("{}/{}", p.namespace().unwrap_or_default(), p.name_any()),
+        created: p.metadata.creation_timestamp.clone(),
+        stop_topic: p.spec.output.stop_topic.for_robot("${ROBOT}"),
+        robots: selected.iter().map(|r| r.name.clone()).collect(),
+    }
+}
+
+async fn reconcile_inner(obj: &SafetyPolicy, ctx: &Context) -> Result<Action, Error> {
+    let ns = obj.namespace().ok_or(Error::MissingMetadata)?;
+    let name = obj.metadata.name.clone().ok_or(Error::MissingMetadata)?;
+    let client = &ctx.client;
+    let pods_api: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+
+    // ---- fetch
+    let allowed = Api::<Namespace>::all(client.clone())
+        .get_opt(&ns)
+        .await?
+        .and_then(|n| n.metadata.labels)
+        .and_then(|l| l.get(labels::ROBOT_WORKLOADS).cloned())
+        .is_some_and(|v| v == "true");
+    let robots_all: Vec<Robot> = ctx
+        .nodes
+        .state()
+        .iter()
+        .filter_map(|n| Robot::from_node(n))
+        .collect();
+    let owner_selector = format!("{}={KIND},{}={name}", labels::OWNER_KIND, labels::OWNER);
+    let pods = pods_api
+        .list(&ListParams::default().labels(&owner_selector))
+        .await?
+        .items;
+    let others: Vec<PolicyClaim> = Api::<SafetyPolicy>::all(client.clone())
+        .list(&ListParams::default())
+        .await?
+        .items
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .map(|p| claim(p, &robots_all))
+        .collect();
+
+    // ---- validate and decide (pure)
+    let mut blocker = None;
+    if !allowed {
+        blocker = Some(Blocker {
+            reason: reasons::NAMESPACE_NOT_ALLOWED,
+            message: format!(
+                "namespace {ns} is not labelled {}=true; robot workloads are created only there",
+                labels::ROBOT_WORKLOADS
+            ),
+        });
+    }
+    let images = &ctx.config.bridge_images;
+    let image = images.entries.get(&images.default_entry).cloned();
+    if image.is_none() {
+        blocker.get_or_insert(Blocker {
+            reason: reasons::IMAGE_NOT_ALLOWED,
+            message: "the operator has no --bridge-image to run safety monitors with".into(),
+        });
+    }
+    let selected = match robots::select(obj.spec.robot_selector.as_ref(), &robots_all) {
+        Ok(s) => s,
+        Err(e) => {
+            blocker.get_or_insert(Blocker {
+                reason: reasons::INVALID_SPEC,
+                message: e.to_string(),
+            });
+            Vec::new()
+        }
+    };
+    let me = claim(obj, &robots_all);
+    let lost = safety::conflicts(&me, &others);
+    if let Some((robot, winner)) = lost.iter().next() {
+        blocker.get_or_insert(Blocker {
+            reason: reasons::CONFLICT,
+            message: format!(
+                "{} selected robot(s) (e.g. {robot}) already run policy {winner} on stop topic {}; \
+                 one policy per robot and stop topic (the older wins)",
+                lost.len(),
+                obj.spec.output.stop_topic.for_robot("${ROBOT}")
+            ),
+        });
+    }
+    let nonce = safety::reset_nonce(
+        obj.annotations()
+            .get(safety::ACTION_ANNOTATION)
+            .map(String::as_str),
+    );
+    let file = safety::policy_file(&name, &obj.spec, nonce.as_deref());
+    let hash = safety::policy_hash(&file);
+    // A conflict keeps the monitors on the robots this policy does not lose.
+    let placeable = allowed && image.is_some();
+
+    // ---- apply
+    let mut converging = false;
+    if let (true, Some(image)) = (placeable, image) {
+        let owner = Owner {
+            kind: KIND.into(),
+            name: name.clone(),
+            namespace: ns.clone(),
+            reference: obj
+                .controller_owner_ref(&())
+                .ok_or(Error::MissingMetadata)?,
+        };
+        let cm = safety::config_map(&owner, file);
+        let cm_api: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+        apply(&cm_api, &safety::config_map_name(&name), &cm).await?;
+        let settings = MonitorSettings {
+            image,
+            priority_class: ctx.config.safety_priority_class.clone(),
+            metrics_port: ctx.config.safety_metrics_port,
+            memory: "64Mi".into(),
+            cpu_request: "50m".into(),
+        };
+        let (template, revision) = safety::monitor_template(&owner, &settings);
+        let by_name: BTreeMap<String, &Pod> = pods.iter().map(|p| (p.name_any(), p)).collect();
+        let mut wanted = Vec::new();
+        for robot in selected.iter().filter(|r| !lost.contains_key(&r.name)) {
+            let desired = safety::monitor_pod(&owner, &template, &revision, robot);
+            let pod_name = desired.metadata.name.clone().unwrap_or_default();
+            wanted.push(pod_name.clone());
+            match by_name.get(&pod_name) {
+                Some(p) if p.metadata.deletion_timestamp.is_some() => converging = true,
+                Some(p) => {
+                    let rev = p.labels().get(labels::REVISION);
+                    let failed =
+                        p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed");
+                    if rev != Some(&revision) || failed {
+                        delete(&pods_api, &pod_name).await?;
+                        converging = true;
+                    }
+                }
+                None => {
+                    apply(&pods_api, &pod_name, &desired).await?;
+                    converging = true;
+                }
+            }
+        }
+        for pod in &pods {
+            let n = pod.name_any();
+            if !wanted.contains(&n) && pod.metadata.deletion_timestamp.is_none() {
+                delete(&pods_api, &n).await?;
+            }
+        }
+    }
+
+    // ---- status (pure, written only on change)
+    let observations: Vec<MonitorObservation> = pods
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter_map(|p| {
+            let st = p.status.as_ref();
+            Some(MonitorObservation {
+                robot: p.spec.as_ref()?.node_name.clone()?,
+                ready: st
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True")),
+                failed: st.and_then(|s| s.phase.as_deref()) == Some("Failed"),
+            })
+        })
+        .collect();
+    let conflicted = blocker
+        .as_ref()
+        .is_some_and(|b| b.reason == reasons::CONFLICT);
+    let (new_status, changed) = safety::compute_status(
+        obj.status.as_ref(),
+        obj.metadata.generation,
+        &selected,
+        &observations,
+        placeable.then_some(hash.as_str()),
+        blocker,
+        &now,
+    );
+    if changed {
+        let api: Api<SafetyPolicy> = Api::namespaced(client.clone(), &ns);
+        let patch = json!({
+            "apiVersion": "robofleet.io/v1alpha1", "kind": KIND,
+            "status": new_status,
+        });
+        api.patch_status(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+    }
+    // Another policy's deletion ends a conflict without an event on this one: look again soon.
+    let soon = converging || new_status.phase == Some(RolloutPhase::Progressing);
+    Ok(Action::requeue(if soon {
+        Duration::from_secs(2)
+    } else if conflicted {
+        Duration::from_secs(15)
+    } else {
+        Duration::from_secs(60)
+    }))
+}
