@@ -183,6 +183,16 @@ async fn chart_installs_and_its_service_account_has_least_privilege() -> anyhow:
         &format!("userRoles.create={}", !roles_exist),
     ]));
     std::fs::remove_file(&values)?;
+    // the documented CRD upgrade command is accepted over the CRDs already installed
+    ok(tool("kubectl")
+        .args([
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--dry-run=server",
+            "-f",
+        ])
+        .arg(repo().join("charts/robofleet/crds")));
     checks(&ns.name, &other.name, &release, &priority)?;
     admission(&ns.name, &other.name, &release).await
 }
