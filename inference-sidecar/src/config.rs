@@ -204,6 +204,14 @@ pub struct ServeArgs {
     /// Minimum score of a detection.
     #[arg(long, env = "ROBOFLEET_DETECT_CONFIDENCE", default_value_t = 0.25)]
     pub detect_confidence: f32,
+    /// YOLOX strides (its output grids, finest first).
+    #[arg(
+        long,
+        env = "ROBOFLEET_DETECT_STRIDES",
+        value_delimiter = ',',
+        default_value = "8,16,32"
+    )]
+    pub detect_strides: Vec<u32>,
     /// IoU above which NMS drops a box of the same class.
     #[arg(long, env = "ROBOFLEET_DETECT_IOU", default_value_t = 0.45)]
     pub detect_iou: f32,
@@ -380,6 +388,9 @@ impl ServeArgs {
                 )));
             }
         };
+        if self.detect_strides.is_empty() || self.detect_strides.contains(&0) {
+            return Err(detect_err("--detect-strides must be positive"));
+        }
         let std = three("detect-std", &self.detect_std)?;
         if std.iter().any(|s| *s == 0.0 || !s.is_finite()) {
             return Err(detect_err(
@@ -415,6 +426,7 @@ impl ServeArgs {
                     .collect(),
                 confidence: self.detect_confidence,
                 iou: self.detect_iou,
+                strides: self.detect_strides.clone(),
             },
         }))
     }
@@ -543,6 +555,69 @@ mod tests {
                 "warmup_shape",
                 "{bad}"
             );
+        }
+    }
+
+    #[test]
+    fn detection_flags() {
+        let parse = |extra: &[&str]| {
+            let model = format!("file:///m.onnx@{D}");
+            let mut args = vec!["x", "--model", &model];
+            args.extend_from_slice(extra);
+            Cli::try_parse_from(args).unwrap().serve.validate(1)
+        };
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.detection, None);
+        assert!(c.warmup_shapes.is_empty());
+        let c = parse(&[
+            "--detect-size",
+            "640x480",
+            "--detect-color-order",
+            "BGR",
+            "--detect-letterbox",
+            "topLeft",
+            "--detect-mean",
+            "0.5,0.5,0.5",
+            "--detect-classes",
+            "person, car",
+            "--detect-layout",
+            "yolov5",
+        ])
+        .unwrap();
+        let d = c.detection.unwrap();
+        assert_eq!((d.preprocess.width, d.preprocess.height), (640, 480));
+        assert_eq!(d.preprocess.color_order, ColorOrder::Bgr);
+        assert_eq!(d.preprocess.letterbox, Letterbox::TopLeft);
+        assert_eq!(d.preprocess.mean, [0.5; 3]);
+        assert_eq!(d.postprocess.layout, Layout::Yolov5);
+        assert_eq!(d.postprocess.classes, ["person", "car"]);
+        assert_eq!(
+            c.warmup_shapes,
+            vec![("images".to_owned(), vec![1, 3, 480, 640])]
+        );
+        // an explicit warm-up shape for the input wins
+        let c = parse(&[
+            "--detect-size",
+            "64x64",
+            "--warmup-shape",
+            "images=1x3x32x32",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.warmup_shapes,
+            vec![("images".to_owned(), vec![1, 3, 32, 32])]
+        );
+        for bad in [
+            &["--detect-size", "640"][..],
+            &["--detect-size", "0x10"],
+            &["--detect-size", "8x8", "--detect-color-order", "rgba"],
+            &["--detect-size", "8x8", "--detect-letterbox", "stretch"],
+            &["--detect-size", "8x8", "--detect-layout", "ssd"],
+            &["--detect-size", "8x8", "--detect-std", "1,0,1"],
+            &["--detect-size", "8x8", "--detect-mean", "1,2"],
+            &["--detect-size", "8x8", "--detect-iou", "1.5"],
+        ] {
+            assert_eq!(parse(bad).unwrap_err().kind(), "detection", "{bad:?}");
         }
     }
 

@@ -12,6 +12,10 @@ pub enum Layout {
     Yolov8,
     /// `[1, N, 5 + C]`: cx, cy, w, h, objectness, then C class scores, one row per candidate
     Yolov5,
+    /// `[1, N, 5 + C]` as YOLOv5, but raw grid offsets: for each stride s (finest first) and each
+    /// cell (gx, gy) of the `W/s x H/s` grid in row-major order, `cx = (x + gx) s`,
+    /// `cy = (y + gy) s`, `w = exp(w) s`, `h = exp(h) s`
+    Yolox,
 }
 
 /// The declared post-processing (`spec.model.postprocess`).
@@ -25,6 +29,8 @@ pub struct Postprocess {
     pub confidence: f32,
     /// IoU above which a lower-scored box of the same class is suppressed
     pub iou: f32,
+    /// YOLOX strides, finest first
+    pub strides: Vec<u32>,
 }
 
 /// One detection, in original image pixel coordinates.
@@ -151,6 +157,44 @@ impl Postprocess {
                     let obj = row[4];
                     if let Some((c, s)) = best_class(row[5..].iter().map(|&p| p * obj)) {
                         push(row[0], row[1], row[2], row[3], c, s);
+                    }
+                }
+            }
+            Layout::Yolox => {
+                let (n, cols) = (dims[0], dims[1]);
+                let grids: Vec<(u32, u32, f32)> = self
+                    .strides
+                    .iter()
+                    .filter(|&&s| s > 0)
+                    .map(|&s| {
+                        (
+                            transform.input_width / s,
+                            transform.input_height / s,
+                            s as f32,
+                        )
+                    })
+                    .collect();
+                let cells: usize = grids
+                    .iter()
+                    .map(|(w, h, _)| (*w as usize) * (*h as usize))
+                    .sum();
+                if cols < 6 || cells != n {
+                    return Err(err());
+                }
+                let mut rows = data.chunks_exact(cols);
+                for (gw, gh, s) in grids {
+                    for gy in 0..gh {
+                        for gx in 0..gw {
+                            let Some(row) = rows.next() else {
+                                return Err(err());
+                            };
+                            let obj = row[4];
+                            if let Some((c, sc)) = best_class(row[5..].iter().map(|&p| p * obj)) {
+                                let cx = (row[0] + gx as f32) * s;
+                                let cy = (row[1] + gy as f32) * s;
+                                push(cx, cy, row[2].exp() * s, row[3].exp() * s, c, sc);
+                            }
+                        }
                     }
                 }
             }

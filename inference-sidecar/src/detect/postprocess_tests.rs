@@ -8,6 +8,8 @@ fn ident(w: u32, h: u32) -> LetterboxTransform {
         pad_y: 0.0,
         orig_width: w,
         orig_height: h,
+        input_width: w,
+        input_height: h,
     }
 }
 
@@ -17,6 +19,7 @@ fn post(layout: Layout) -> Postprocess {
         classes: vec!["cube".into(), "ball".into()],
         confidence: 0.5,
         iou: 0.5,
+        strides: vec![8, 16, 32],
     }
 }
 
@@ -69,6 +72,8 @@ fn boxes_are_mapped_out_of_the_letterbox_and_clamped() {
         pad_y: 25.0,
         orig_width: 200,
         orig_height: 100,
+        input_width: 100,
+        input_height: 100,
     };
     let (data, shape) = v8(&[
         [50.0, 50.0, 20.0, 10.0, 0.9, 0.0],
@@ -134,4 +139,36 @@ fn iou_of_known_boxes() {
     );
     assert_eq!(iou(&d(0.0, 0.0, 1.0, 1.0), &d(2.0, 2.0, 3.0, 3.0)), 0.0);
     assert_eq!(iou(&d(0.0, 0.0, 0.0, 0.0), &d(0.0, 0.0, 0.0, 0.0)), 0.0);
+}
+
+#[test]
+fn yolox_decodes_grid_offsets_by_stride() {
+    // a 16x8 input, strides 4 and 8: grids 4x2 (8 cells) then 2x1 (2 cells)
+    let t = LetterboxTransform {
+        input_width: 16,
+        input_height: 8,
+        ..ident(16, 8)
+    };
+    let mut p = post(Layout::Yolox);
+    p.strides = vec![4, 8];
+    let mut data = vec![0.0f32; 10 * 7];
+    // stride 4, cell (gx 2, gy 1) = row 1 * 4 + 2 = 6: centre (0.5 + 2) * 4 = 10, (0.5 + 1) * 4 = 6,
+    // size exp(0) * 4 = 4
+    data[6 * 7..7 * 7].copy_from_slice(&[0.5, 0.5, 0.0, 0.0, 0.9, 0.1, 1.0]);
+    // stride 8, cell (gx 1, gy 0) = row 8 + 1: centre (0 + 1) * 8 = 8, 4; size exp(ln 2) * 8 = 16
+    data[9 * 7..10 * 7].copy_from_slice(&[0.0, 0.5, 2f32.ln(), 0.0, 0.8, 1.0, 0.0]);
+    let dets = p.run(&data, &[1, 10, 7], &t).expect("run");
+    let got: Vec<(usize, [f32; 4])> = dets
+        .iter()
+        .map(|d| (d.class_id, [d.x1, d.y1, d.x2, d.y2]))
+        .collect();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[0].0, 1);
+    assert_eq!(got[0].1, [8.0, 4.0, 12.0, 8.0]);
+    assert_eq!(got[1].0, 0);
+    for (a, b) in got[1].1.iter().zip([0.0, 0.0, 16.0, 8.0]) {
+        assert!((a - b).abs() < 1e-4, "{got:?}");
+    }
+    // a row count that is not the grid's
+    assert!(p.run(&data[..63], &[1, 9, 7], &t).is_err());
 }

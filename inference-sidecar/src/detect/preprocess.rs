@@ -263,6 +263,10 @@ pub struct LetterboxTransform {
     pub orig_width: u32,
     /// original image height
     pub orig_height: u32,
+    /// model input width
+    pub input_width: u32,
+    /// model input height
+    pub input_height: u32,
 }
 
 impl LetterboxTransform {
@@ -332,6 +336,8 @@ pub fn prepare(img: &RgbImage, cfg: &Preprocess) -> Prepared {
             pad_y: pad_y as f32,
             orig_width: iw,
             orig_height: ih,
+            input_width: tw,
+            input_height: th,
         },
     }
 }

@@ -182,7 +182,9 @@ fn letterbox_center_pads_evenly_and_keeps_pixels_at_scale_one() {
             pad_x: 0.0,
             pad_y: 2.0,
             orig_width: 8,
-            orig_height: 4
+            orig_height: 4,
+            input_width: 8,
+            input_height: 8,
         }
     );
     assert_eq!(at(&p, &cfg, 0, 0, 0), 0.0); // padding
