@@ -90,6 +90,18 @@ fn helm_lint_passes_and_the_operator_args_are_known_flags() {
     for want in ["metrics-addr", "image", "lease-name", "leader-election"] {
         assert!(args.contains(&want), "--{want} missing from {args:?}");
     }
+    let with_monitor = ok(tool("helm").args([
+        "template",
+        "rf",
+        &chart(),
+        "--set",
+        "metrics.podMonitor.enabled=true",
+    ]));
+    assert!(with_monitor.contains("kind: PodMonitor"));
+    assert!(
+        !rendered.contains("kind: PodMonitor"),
+        "PodMonitor is opt-in"
+    );
     let operator = workspace_binary("robofleet-operator");
     if !operator.exists() {
         eprintln!(
@@ -312,6 +324,27 @@ async fn admission(ns: &str, robots: &str, release: &str) -> anyhow::Result<()> 
     isvc["metadata"]["annotations"] = json!({"robofleet.io/action": "pause@1"});
     let out = dry_create(robots, Some(&editor), &isvc);
     assert!(out.status.success(), "pause needs only patch: {out:?}");
+
+    // approvals: robofleet-edit cannot approve a SafetyPolicy, robofleet-safety-approver can
+    let approver = format!("approver-{}", random_suffix());
+    for role in ["robofleet-edit", "robofleet-safety-approver"] {
+        ok(tool("kubectl").args([
+            "create",
+            "rolebinding",
+            &format!("{approver}-{role}"),
+            "-n",
+            robots,
+            &format!("--clusterrole={role}"),
+            &format!("--user={approver}"),
+        ]));
+    }
+    let example = repo().join("docs/reference/examples/safetypolicy-minimal.yaml");
+    let mut policy: Value = serde_yaml::from_str(&std::fs::read_to_string(example)?)?;
+    policy["metadata"]["annotations"] = json!({"robofleet.io/approve": "abc123"});
+    let out = dry_create(robots, Some(&editor), &policy);
+    assert!(refused(&out, "needs the RBAC verb 'approve'"), "{out:?}");
+    let out = dry_create(robots, Some(&approver), &policy);
+    assert!(out.status.success(), "safety approver refused: {out:?}");
     Ok(())
 }
 
