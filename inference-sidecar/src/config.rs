@@ -160,61 +160,9 @@ pub struct ServeArgs {
     /// Write the bound addresses as JSON to this file once listening (for tests and tooling).
     #[arg(long, env = "ROBOFLEET_ADDRESS_FILE")]
     pub address_file: Option<PathBuf>,
-    /// Enables `POST /v1/detect`: the model input size, WxH (e.g. 640x640). Also adds the warm-up
-    /// shape `--detect-input=1x3xHxW` unless one is given for that input.
-    #[arg(long, env = "ROBOFLEET_DETECT_SIZE")]
-    pub detect_size: Option<String>,
-    /// The detector's image input.
-    #[arg(long, env = "ROBOFLEET_DETECT_INPUT", default_value = "images")]
-    pub detect_input: String,
-    /// Channel order the detector expects: rgb or bgr.
-    #[arg(long, env = "ROBOFLEET_DETECT_COLOR_ORDER", default_value = "rgb")]
-    pub detect_color_order: String,
-    /// Multiplier applied to 0-255 pixel values.
-    #[arg(long, env = "ROBOFLEET_DETECT_SCALE", default_value_t = 1.0 / 255.0)]
-    pub detect_scale: f32,
-    /// Per-channel mean (model channel order), subtracted after scaling.
-    #[arg(
-        long,
-        env = "ROBOFLEET_DETECT_MEAN",
-        value_delimiter = ',',
-        default_value = "0,0,0"
-    )]
-    pub detect_mean: Vec<f32>,
-    /// Per-channel std (model channel order).
-    #[arg(
-        long,
-        env = "ROBOFLEET_DETECT_STD",
-        value_delimiter = ',',
-        default_value = "1,1,1"
-    )]
-    pub detect_std: Vec<f32>,
-    /// Letterbox placement: center or topLeft.
-    #[arg(long, env = "ROBOFLEET_DETECT_LETTERBOX", default_value = "center")]
-    pub detect_letterbox: String,
-    /// Letterbox padding pixel value (0-255).
-    #[arg(long, env = "ROBOFLEET_DETECT_PAD_VALUE", default_value_t = 114)]
-    pub detect_pad_value: u8,
-    /// Output layout: yolov8 or yolov5.
-    #[arg(long, env = "ROBOFLEET_DETECT_LAYOUT", default_value = "yolov8")]
-    pub detect_layout: String,
-    /// Class names by class id.
-    #[arg(long, env = "ROBOFLEET_DETECT_CLASSES", value_delimiter = ',')]
-    pub detect_classes: Vec<String>,
-    /// Minimum score of a detection.
-    #[arg(long, env = "ROBOFLEET_DETECT_CONFIDENCE", default_value_t = 0.25)]
-    pub detect_confidence: f32,
-    /// YOLOX strides (its output grids, finest first).
-    #[arg(
-        long,
-        env = "ROBOFLEET_DETECT_STRIDES",
-        value_delimiter = ',',
-        default_value = "8,16,32"
-    )]
-    pub detect_strides: Vec<u32>,
-    /// IoU above which NMS drops a box of the same class.
-    #[arg(long, env = "ROBOFLEET_DETECT_IOU", default_value_t = 0.45)]
-    pub detect_iou: f32,
+    /// `/v1/detect` pre- and post-processing.
+    #[command(flatten)]
+    pub detect: DetectArgs,
 }
 
 /// Validated configuration of `serve`.
@@ -331,6 +279,66 @@ fn duration(flag: &'static str, s: &str) -> Result<Duration, ConfigError> {
     parse_duration(s).map_err(|message| ConfigError::Duration { flag, message })
 }
 
+/// Declared detection pre- and post-processing flags (`serve` and `batch`).
+#[derive(Debug, Clone, Args)]
+pub struct DetectArgs {
+    /// Enables `POST /v1/detect`: the model input size, WxH (e.g. 640x640). Also adds the warm-up
+    /// shape `--detect-input=1x3xHxW` unless one is given for that input.
+    #[arg(long, env = "ROBOFLEET_DETECT_SIZE")]
+    pub detect_size: Option<String>,
+    /// The detector's image input.
+    #[arg(long, env = "ROBOFLEET_DETECT_INPUT", default_value = "images")]
+    pub detect_input: String,
+    /// Channel order the detector expects: rgb or bgr.
+    #[arg(long, env = "ROBOFLEET_DETECT_COLOR_ORDER", default_value = "rgb")]
+    pub detect_color_order: String,
+    /// Multiplier applied to 0-255 pixel values.
+    #[arg(long, env = "ROBOFLEET_DETECT_SCALE", default_value_t = 1.0 / 255.0)]
+    pub detect_scale: f32,
+    /// Per-channel mean (model channel order), subtracted after scaling.
+    #[arg(
+        long,
+        env = "ROBOFLEET_DETECT_MEAN",
+        value_delimiter = ',',
+        default_value = "0,0,0"
+    )]
+    pub detect_mean: Vec<f32>,
+    /// Per-channel std (model channel order).
+    #[arg(
+        long,
+        env = "ROBOFLEET_DETECT_STD",
+        value_delimiter = ',',
+        default_value = "1,1,1"
+    )]
+    pub detect_std: Vec<f32>,
+    /// Letterbox placement: center or topLeft.
+    #[arg(long, env = "ROBOFLEET_DETECT_LETTERBOX", default_value = "center")]
+    pub detect_letterbox: String,
+    /// Letterbox padding pixel value (0-255).
+    #[arg(long, env = "ROBOFLEET_DETECT_PAD_VALUE", default_value_t = 114)]
+    pub detect_pad_value: u8,
+    /// Output layout: yolov8 or yolov5.
+    #[arg(long, env = "ROBOFLEET_DETECT_LAYOUT", default_value = "yolov8")]
+    pub detect_layout: String,
+    /// Class names by class id.
+    #[arg(long, env = "ROBOFLEET_DETECT_CLASSES", value_delimiter = ',')]
+    pub detect_classes: Vec<String>,
+    /// Minimum score of a detection.
+    #[arg(long, env = "ROBOFLEET_DETECT_CONFIDENCE", default_value_t = 0.25)]
+    pub detect_confidence: f32,
+    /// YOLOX strides (its output grids, finest first).
+    #[arg(
+        long,
+        env = "ROBOFLEET_DETECT_STRIDES",
+        value_delimiter = ',',
+        default_value = "8,16,32"
+    )]
+    pub detect_strides: Vec<u32>,
+    /// IoU above which NMS drops a box of the same class.
+    #[arg(long, env = "ROBOFLEET_DETECT_IOU", default_value_t = 0.45)]
+    pub detect_iou: f32,
+}
+
 /// The `/v1/detect` configuration (what `spec.model.preprocess/postprocess` render).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Detection {
@@ -351,8 +359,9 @@ fn three(flag: &str, v: &[f32]) -> Result<[f32; 3], ConfigError> {
         .map_err(|_| detect_err(format!("--{flag} needs 3 comma-separated values")))
 }
 
-impl ServeArgs {
-    fn detection(&self) -> Result<Option<Detection>, ConfigError> {
+impl DetectArgs {
+    /// The validated configuration; `None` without `--detect-size`.
+    pub fn detection(&self) -> Result<Option<Detection>, ConfigError> {
         let Some(size) = &self.detect_size else {
             return Ok(None);
         };
@@ -430,7 +439,9 @@ impl ServeArgs {
             },
         }))
     }
+}
 
+impl ServeArgs {
     /// Validates the arguments; `cpus` is the number of CPUs available to the process.
     pub fn validate(self, cpus: usize) -> Result<ServeConfig, ConfigError> {
         for (flag, v) in [
@@ -464,7 +475,7 @@ impl ServeArgs {
         } else {
             self.intra_op_threads
         };
-        let detection = self.detection()?;
+        let detection = self.detect.detection()?;
         let mut warmup_shapes: Vec<(String, Vec<i64>)> = self
             .warmup_shapes
             .iter()

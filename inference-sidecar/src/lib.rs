@@ -10,6 +10,7 @@
 
 pub mod app;
 pub mod backend;
+pub mod batch;
 pub mod config;
 pub mod detect;
 pub mod metrics;

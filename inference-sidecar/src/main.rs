@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use inference_sidecar::{app, config::ServeArgs};
+use inference_sidecar::{app, batch, config::ServeArgs};
 
 /// robofleet's inference sidecar: ONNX Runtime behind the Open Inference Protocol v2.
 #[derive(Parser)]
@@ -17,7 +17,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve one ONNX model over HTTP (Open Inference Protocol v2).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
+    /// Detect objects in every image of a directory: annotated images, a CSV, errors.csv.
+    Batch(Box<batch::BatchArgs>),
 }
 
 fn main() -> ExitCode {
@@ -31,9 +33,32 @@ fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     match cli.command {
+        Command::Batch(args) => match batch::run(&args) {
+            Ok(summary) => {
+                println!(
+                    "{} files: {} images processed, {} detections, {} failed",
+                    summary.files,
+                    summary.ok,
+                    summary.detections,
+                    summary.failed.len()
+                );
+                for (file, reason) in &summary.failed {
+                    println!("  failed: {file}: {reason}");
+                }
+                if summary.failed.is_empty() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                }
+            }
+            Err(e) => {
+                tracing::error!("{e}");
+                ExitCode::from(2)
+            }
+        },
         Command::Serve(args) => {
             let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-            let cfg = match args.validate(cpus) {
+            let cfg = match (*args).validate(cpus) {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::error!(kind = e.kind(), "invalid configuration: {e}");
