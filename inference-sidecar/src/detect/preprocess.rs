@@ -288,6 +288,20 @@ pub struct Prepared {
     pub transform: LetterboxTransform,
 }
 
+/// Bilinear resize with `fast_image_resize` (SIMD; the `image` crate's resize costs several times
+/// more), falling back to the `image` crate should it refuse.
+fn resize(img: &RgbImage, width: u32, height: u32) -> RgbImage {
+    use fast_image_resize::{FilterType, ResizeAlg, ResizeOptions, Resizer};
+    let mut dst = RgbImage::new(width, height);
+    let opts = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
+    match Resizer::new().resize(img, &mut dst, &opts) {
+        Ok(()) => dst,
+        Err(_) => {
+            image::imageops::resize(img, width, height, image::imageops::FilterType::Triangle)
+        }
+    }
+}
+
 /// Letterbox, reorder and normalise an RGB image into the model input.
 pub fn prepare(img: &RgbImage, cfg: &Preprocess) -> Prepared {
     let (iw, ih) = img.dimensions();
@@ -302,12 +316,7 @@ pub fn prepare(img: &RgbImage, cfg: &Preprocess) -> Prepared {
     let resized = if (nw, nh) == (iw, ih) {
         None
     } else {
-        Some(image::imageops::resize(
-            img,
-            nw,
-            nh,
-            image::imageops::FilterType::Triangle,
-        ))
+        Some(resize(img, nw, nh))
     };
     let src = resized.as_ref().unwrap_or(img);
     let order: [usize; 3] = match cfg.color_order {

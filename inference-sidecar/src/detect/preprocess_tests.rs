@@ -243,3 +243,27 @@ fn letterbox_downscales_and_unmaps_back() {
     );
     assert_eq!(cfg.warmup_shape("images"), "images=1x3x16x16");
 }
+
+#[test]
+fn downscaling_a_gradient_stays_close_to_the_image_crate() {
+    let img = RgbImage::from_fn(97, 41, |x, y| {
+        Rgb([(x * 2) as u8, (y * 5) as u8, ((x + y) % 256) as u8])
+    });
+    let cfg = identity(48, 48);
+    let p = prepare(&img, &cfg);
+    let s = p.transform.scale;
+    let (nw, nh) = ((97.0 * s).round() as u32, (41.0 * s).round() as u32);
+    let reference = image::imageops::resize(&img, nw, nh, image::imageops::FilterType::Triangle);
+    let (px, py) = (p.transform.pad_x as u32, p.transform.pad_y as u32);
+    let mut worst = 0.0f32;
+    for y in 0..nh {
+        for x in 0..nw {
+            for c in 0..3 {
+                let got = at(&p, &cfg, c, x + px, y + py);
+                let want = f32::from(reference.get_pixel(x, y).0[c]);
+                worst = worst.max((got - want).abs());
+            }
+        }
+    }
+    assert!(worst <= 3.0, "worst pixel difference {worst}");
+}
