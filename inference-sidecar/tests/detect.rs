@@ -240,3 +240,25 @@ async fn detect_without_detection_configured_is_404() {
     let (status, v) = detect(&http, &s, &[], vec![1, 2, 3]).await;
     assert_eq!(status, 404, "{v}");
 }
+
+#[tokio::test]
+async fn yolov5_layout_multiplies_objectness() {
+    let http = Http::new();
+    let mut s = Server::with_model(
+        &fixture("yolov5_tiny.onnx"),
+        &[
+            "--detect-size",
+            "32x32",
+            "--detect-layout",
+            "yolov5",
+            "--detect-classes",
+            "red,green",
+        ],
+    );
+    s.wait_ready(&http).await;
+    let red = RgbImage::from_pixel(64, 32, Rgb([255, 0, 0]));
+    let (status, v) = detect(&http, &s, &[], png(&red)).await;
+    assert_eq!(status, 200, "{v}");
+    // the green candidate's objectness 0.5 halves its score (0.22) below the 0.25 default
+    assert_close(&boxes(&v), &red_expected()[..1], 1e-4);
+}

@@ -529,7 +529,7 @@ async fn fixtures_match_their_generator() {
         );
         n += 1;
     }
-    assert_eq!(n, 5);
+    assert_eq!(n, 6);
 }
 
 #[tokio::test]
