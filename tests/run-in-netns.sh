@@ -55,4 +55,4 @@ if ! tests/cluster/up.sh >/dev/null; then echo "cluster did not start" >&2; exit
 # shellcheck disable=SC1091
 source "$ROBOFLEET_CLUSTER_STATE/env"
 kubectl get nodes -o wide
-cargo test --workspace --offline -- --include-ignored
+cargo test --workspace --offline --no-fail-fast -- --include-ignored
