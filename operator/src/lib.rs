@@ -78,6 +78,7 @@ pub async fn run(config: Config, client: Client) -> anyhow::Result<()> {
         metrics: metrics.clone(),
         scraper: Arc::new(scrape::HttpScrape::new(std::time::Duration::from_secs(2))),
         confirmations: Default::default(),
+        stop_consumers: Default::default(),
     });
     let ready_metrics = metrics.clone();
     let nodes_ready = nodes.clone();

@@ -229,6 +229,19 @@ pub fn load_failure_reasons(samples: &[Sample]) -> Vec<(String, f64)> {
     out
 }
 
+/// Subscribers of the stop lock a safety monitor reports for `policy`
+/// (`robofleet_safety_stop_consumers{policy}`), if it exports the gauge.
+pub fn stop_consumers(samples: &[Sample], policy: &str) -> Option<u32> {
+    samples
+        .iter()
+        .find(|s| {
+            s.name == "robofleet_safety_stop_consumers"
+                && s.labels.get("policy").map(String::as_str) == Some(policy)
+        })
+        .filter(|s| s.value.is_finite() && s.value >= 0.0)
+        .map(|s| s.value as u32)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,7 @@
 //! The operator against the local cluster with the pod runner: SafetyPolicy monitors. One test
 //! function drives one operator process: monitors land on exactly the selected robots and become
-//! Ready on real scans (a sensor-sim pod per robot feeds its ROS domain), a policy change rewrites
+//! Ready on real scans (a sensor-sim pod per robot feeds its ROS domain), a robot whose stop lock
+//! nobody consumes is counted `unconsumed` (the other, whose sim subscribes, `enforcing`), a policy change rewrites
 //! the ConfigMap without replacing any monitor pod, a second policy on the same robots and stop
 //! topic is Stalled with `Conflict`, and a namespace without the robot-workloads label is refused.
 
@@ -25,6 +26,9 @@ const PRIORITY_CLASS: &str = "robofleet-safety-critical";
 /// Scans with nothing in range, long enough for the whole test.
 const SCENARIO: &str = "sensor: {type: lidar2d, topic: /scan, rateHz: 20, lidar: {beams: 360}}\n\
     duration: 600s\n";
+/// The same, and the sim subscribes to the stop lock: a consumer, as twist_mux would be.
+const SCENARIO_CONSUMER: &str = "sensor: {type: lidar2d, topic: /scan, rateHz: 20, lidar: {beams: 360}}\n\
+    duration: 600s\nunitsUnderTest: {stopTopic: /safety/stop}\n";
 
 fn policy(name: &str, selector_key: &str, range: f64) -> SafetyPolicy {
     serde_json::from_value(json!({
@@ -169,11 +173,13 @@ async fn safety_policy_monitors() -> anyhow::Result<()> {
         cms.create(
             &PostParams::default(),
             &serde_json::from_value(json!({
-                "metadata": {"name": "lidar"}, "data": {"scenario.yaml": SCENARIO},
+                "metadata": {"name": "lidar"}, "data": {"scenario.yaml": SCENARIO, "consumer.yaml": SCENARIO_CONSUMER},
             }))?,
         )
         .await?;
+        // Robot 0's lock has a consumer, robot 1's has none.
         for (i, robot) in chosen.iter().enumerate() {
+            let scenario = if i == 0 { "consumer.yaml" } else { "scenario.yaml" };
             let sim: Pod = serde_json::from_value(json!({
                 "apiVersion": "v1", "kind": "Pod",
                 "metadata": {"name": format!("lidar-{i}"),
@@ -183,7 +189,7 @@ async fn safety_policy_monitors() -> anyhow::Result<()> {
                     "terminationGracePeriodSeconds": 2,
                     "containers": [{
                         "name": "sim", "image": "robofleet/ros2-bridge:dev",
-                        "args": ["sensor-sim", "--config", "/etc/sim/scenario.yaml",
+                        "args": ["sensor-sim", "--config", format!("/etc/sim/{scenario}"),
                                  "--result", "/results/result.json"],
                         "volumeMounts": [{"name": "cfg", "mountPath": "/etc/sim"},
                                          {"name": "results", "mountPath": "/results"}],
@@ -209,13 +215,15 @@ async fn safety_policy_monitors() -> anyhow::Result<()> {
         )
         .await?;
         wait_until(
-            Duration::from_secs(60),
-            "status Healthy with 2/2 ready",
+            Duration::from_secs(150),
+            "status Healthy with 2/2 ready, 1 enforcing and 1 unconsumed",
             || async {
                 let s = policies.get("front").await?.status;
                 Ok(s.is_some_and(|s| {
                     s.robots.total == 2
                         && s.robots.ready == 2
+                        && s.robots.enforcing == 1
+                        && s.robots.unconsumed == 1
                         && s.phase == Some(robofleet_crds::rollout::RolloutPhase::Healthy)
                 }))
             },

@@ -29,6 +29,10 @@ pub struct Context {
     /// What each updated robot pod confirmed it serves: owner (`namespace/name`) → pod UID → model.
     /// Pruned to the owner's current pods on every reconcile, so it stays bounded.
     pub confirmations: Mutex<HashMap<String, HashMap<String, Confirmation>>>,
+    /// Stop-lock consumers each safety monitor last reported: owner (`namespace/name`) → pod UID →
+    /// count. A failed scrape keeps the last value (one failed scrape flips nothing); pruned to
+    /// the owner's current pods on every reconcile.
+    pub stop_consumers: Mutex<HashMap<String, HashMap<String, u32>>>,
 }
 
 /// What a robot pod's sidecar confirmed.

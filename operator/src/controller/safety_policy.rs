@@ -1,7 +1,7 @@
 //! SafetyPolicy controller: fetch → validate and find conflicts (pure, `core::safety`) → apply the
 //! policy ConfigMap and one monitor pod per selected robot → status, written only on change.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +22,7 @@ use crate::core::isvc::Owner;
 use crate::core::robots::{self, Robot};
 use crate::core::safety::{self, MonitorObservation, MonitorSettings, PolicyClaim};
 use crate::core::status::Blocker;
+use crate::scrape;
 
 /// Kind name used in labels, metrics and events.
 pub const KIND: &str = "SafetyPolicy";
@@ -213,6 +214,9 @@ async fn reconcile_inner(obj: &SafetyPolicy, ctx: &Context) -> Result<Action, Er
         }
     }
 
+    // ---- low-rate scrape: who consumes each monitor's stop lock
+    let consumers = scrape_consumers(ctx, &format!("{ns}/{name}"), &name, &pods).await;
+
     // ---- status (pure, written only on change)
     let observations: Vec<MonitorObservation> = pods
         .iter()
@@ -225,6 +229,12 @@ async fn reconcile_inner(obj: &SafetyPolicy, ctx: &Context) -> Result<Action, Er
                     .and_then(|s| s.conditions.as_ref())
                     .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True")),
                 failed: st.and_then(|s| s.phase.as_deref()) == Some("Failed"),
+                consumers: p
+                    .metadata
+                    .uid
+                    .as_ref()
+                    .and_then(|u| consumers.get(u))
+                    .copied(),
             })
         })
         .collect();
@@ -255,11 +265,83 @@ async fn reconcile_inner(obj: &SafetyPolicy, ctx: &Context) -> Result<Action, Er
     }
     // Another policy's deletion ends a conflict without an event on this one: look again soon.
     let soon = converging || new_status.phase == Some(RolloutPhase::Progressing);
+    let unscraped = observations
+        .iter()
+        .any(|o| o.ready && o.consumers.is_none());
     Ok(Action::requeue(if soon {
         Duration::from_secs(2)
-    } else if conflicted {
+    } else if conflicted || unscraped {
         Duration::from_secs(15)
     } else {
         Duration::from_secs(60)
     }))
+}
+
+/// Most monitors scraped per reconcile (monitors not yet known first; the rest wait).
+const MAX_SCRAPES_PER_RECONCILE: usize = 16;
+
+fn is_ready(p: &Pod) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// Scrapes ready monitors' `/metrics` for their stop-lock consumer count and returns what every
+/// current pod last reported (by UID). An unreachable or malformed target keeps its last value.
+async fn scrape_consumers(
+    ctx: &Context,
+    owner_key: &str,
+    policy: &str,
+    pods: &[Pod],
+) -> HashMap<String, u32> {
+    let mut known = ctx
+        .stop_consumers
+        .lock()
+        .map(|mut m| m.remove(owner_key).unwrap_or_default())
+        .unwrap_or_default();
+    known.retain(|uid, _| pods.iter().any(|p| p.metadata.uid.as_ref() == Some(uid)));
+    let mut targets: Vec<(&Pod, bool)> = pods
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none() && is_ready(p))
+        .map(|p| {
+            let seen = p
+                .metadata
+                .uid
+                .as_ref()
+                .is_some_and(|u| known.contains_key(u));
+            (p, seen)
+        })
+        .collect();
+    targets.sort_by_key(|(_, seen)| *seen);
+    for (pod, _) in targets.into_iter().take(MAX_SCRAPES_PER_RECONCILE) {
+        let (Some(uid), Some(host)) = (
+            pod.metadata.uid.clone(),
+            pod.status.as_ref().and_then(|s| s.host_ip.clone()),
+        ) else {
+            continue;
+        };
+        let url = format!("http://{host}:{}/metrics", ctx.config.safety_metrics_port);
+        match ctx.scraper.fetch(&url).await {
+            Ok(text) => {
+                let (samples, malformed) = scrape::parse(&text);
+                ctx.metrics.scraped(if malformed > 0 {
+                    "malformed_lines"
+                } else {
+                    "ok"
+                });
+                if let Some(n) = scrape::stop_consumers(&samples, policy) {
+                    known.insert(uid, n);
+                }
+            }
+            Err(e) => {
+                ctx.metrics.scraped(e.kind());
+                tracing::debug!(%url, error = %e, "monitor scrape failed");
+            }
+        }
+    }
+    if let Ok(mut m) = ctx.stop_consumers.lock() {
+        m.insert(owner_key.to_owned(), known.clone());
+    }
+    known
 }

@@ -267,6 +267,8 @@ pub struct MonitorObservation {
     pub ready: bool,
     /// Its phase is Failed or a container keeps crashing.
     pub failed: bool,
+    /// Subscribers of its stop lock, as last scraped (`None`: not known yet).
+    pub consumers: Option<u32>,
 }
 
 /// Computes the new status; returns it and whether it differs from `previous`.
@@ -287,6 +289,16 @@ pub fn compute_status(
     c.offline = robots.iter().filter(|r| !r.ready).count() as u32;
     c.ready = pods.iter().filter(selected).filter(|p| p.ready).count() as u32;
     c.failed = pods.iter().filter(selected).filter(|p| p.failed).count() as u32;
+    let ready_with = |f: fn(u32) -> bool| {
+        pods.iter()
+            .filter(selected)
+            .filter(|p| p.ready && p.consumers.is_some_and(f))
+            .count() as u32
+    };
+    c.enforcing = ready_with(|n| n > 0);
+    c.unconsumed = ready_with(|n| n == 0);
+    // Every ready monitor is known and none has a consumer: nothing would stop the robots.
+    let none_consumed = c.ready > 0 && c.unconsumed == c.ready;
     let online_unready = robots
         .iter()
         .filter(|r| r.ready)
@@ -306,7 +318,7 @@ pub fn compute_status(
         } else {
             String::new()
         },
-    );
+    ) + &format!(", {} enforcing, {} unconsumed", c.enforcing, c.unconsumed);
     let all_ready = c.total > 0 && online_unready == 0;
     let (phase, ready, reconciling, stalled, message) = if let Some(b) = blocker {
         let m = format!("{}; {summary}", b.message);
@@ -327,6 +339,18 @@ pub fn compute_status(
             (false, r),
             (true, r),
             m.to_owned(),
+        )
+    } else if none_consumed {
+        let m = format!(
+            "{summary}: nothing subscribes to the stop lock on any robot; configure the robots' \
+             twist_mux (or another consumer) to lock on it"
+        );
+        (
+            RolloutPhase::Degraded,
+            (false, reasons::NO_STOP_CONSUMER),
+            (false, reasons::NO_STOP_CONSUMER),
+            (false, reasons::AS_EXPECTED),
+            m,
         )
     } else if all_ready {
         (
@@ -553,6 +577,7 @@ mod tests {
             robot: "r1".into(),
             ready: true,
             failed: false,
+            consumers: Some(1),
         }];
         let (s, changed) = compute_status(None, Some(3), &robots, &pods, Some("h"), None, &now);
         assert!(changed);
@@ -581,5 +606,34 @@ mod tests {
         assert_eq!(s.phase, Some(RolloutPhase::Degraded));
         let stalled = find_condition(&s.common.conditions, types::STALLED).unwrap();
         assert_eq!(stalled.reason, reasons::CONFLICT);
+    }
+
+    #[test]
+    fn monitors_nobody_consumes_are_unconsumed_and_all_unconsumed_is_not_ready() {
+        let now = Time(k8s_openapi::jiff::Timestamp::from_second(100).unwrap());
+        let (r1, r2) = (robot("r1", true), robot("r2", true));
+        let robots = [&r1, &r2];
+        let pod = |robot: &str, consumers| MonitorObservation {
+            robot: robot.into(),
+            ready: true,
+            failed: false,
+            consumers,
+        };
+        let pods = [pod("r1", Some(2)), pod("r2", Some(0))];
+        let (s, _) = compute_status(None, Some(1), &robots, &pods, None, None, &now);
+        assert_eq!((s.robots.enforcing, s.robots.unconsumed), (1, 1));
+        assert_eq!(s.phase, Some(RolloutPhase::Healthy));
+        let pods = [pod("r1", Some(0)), pod("r2", Some(0))];
+        let (s, _) = compute_status(Some(&s), Some(1), &robots, &pods, None, None, &now);
+        let ready = find_condition(&s.common.conditions, types::READY).unwrap();
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", reasons::NO_STOP_CONSUMER)
+        );
+        // Not known yet is neither enforcing nor unconsumed.
+        let pods = [pod("r1", None), pod("r2", Some(0))];
+        let (s, _) = compute_status(Some(&s), Some(1), &robots, &pods, None, None, &now);
+        assert_eq!((s.robots.enforcing, s.robots.unconsumed), (0, 1));
+        assert_eq!(s.phase, Some(RolloutPhase::Healthy));
     }
 }
