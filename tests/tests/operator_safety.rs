@@ -36,6 +36,8 @@ fn policy(name: &str, selector_key: &str, range: f64) -> SafetyPolicy {
         "metadata": {"name": name},
         "spec": {
             "robotSelector": {"matchLabels": {selector_key: "yes"}},
+            // One of the two robots has a consumer of its stop lock.
+            "minEnforcingPercent": 50,
             "source": {"topic": "/scan", "sourceTimeout": "500ms", "frame": "laser"},
             "zones": [{"name": "front", "shape": "sector", "action": "stop",
                        "minAngleDeg": -30, "maxAngleDeg": 30, "range": range}],

@@ -243,7 +243,10 @@ async fn reconcile_inner(obj: &SafetyPolicy, ctx: &Context) -> Result<Action, Er
         .is_some_and(|b| b.reason == reasons::CONFLICT);
     let (new_status, changed) = safety::compute_status(
         obj.status.as_ref(),
-        obj.metadata.generation,
+        safety::Target {
+            generation: obj.metadata.generation,
+            min_enforcing_percent: obj.spec.min_enforcing_percent,
+        },
         &selected,
         &observations,
         placeable.then_some(hash.as_str()),

@@ -271,16 +271,26 @@ pub struct MonitorObservation {
     pub consumers: Option<u32>,
 }
 
+/// What the status is judged against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Target {
+    /// `metadata.generation`.
+    pub generation: Option<i64>,
+    /// `spec.minEnforcingPercent`: share of online robots that must be enforcing for Ready.
+    pub min_enforcing_percent: u32,
+}
+
 /// Computes the new status; returns it and whether it differs from `previous`.
 pub fn compute_status(
     previous: Option<&SafetyPolicyStatus>,
-    generation: Option<i64>,
+    target: Target,
     robots: &[&Robot],
     pods: &[MonitorObservation],
     active_hash: Option<&str>,
     blocker: Option<Blocker>,
     now: &Time,
 ) -> (SafetyPolicyStatus, bool) {
+    let generation = target.generation;
     let mut status = previous.cloned().unwrap_or_default();
     let before = status.clone();
     let selected = |p: &&MonitorObservation| robots.iter().any(|r| r.name == p.robot);
@@ -299,6 +309,11 @@ pub fn compute_status(
     c.unconsumed = ready_with(|n| n == 0);
     // Every ready monitor is known and none has a consumer: nothing would stop the robots.
     let none_consumed = c.ready > 0 && c.unconsumed == c.ready;
+    // Judged only once every ready monitor's consumers are known.
+    let online = c.total.saturating_sub(c.offline);
+    let short_of_enforcing = c.enforcing + c.unconsumed == c.ready
+        && u64::from(c.enforcing) * 100
+            < u64::from(target.min_enforcing_percent) * u64::from(online);
     let online_unready = robots
         .iter()
         .filter(|r| r.ready)
@@ -349,6 +364,20 @@ pub fn compute_status(
             RolloutPhase::Degraded,
             (false, reasons::NO_STOP_CONSUMER),
             (false, reasons::NO_STOP_CONSUMER),
+            (false, reasons::AS_EXPECTED),
+            m,
+        )
+    } else if all_ready && short_of_enforcing {
+        let m = format!(
+            "{summary}: fewer than {}% of the online robots enforce the policy (their stop lock has \
+             no consumer)",
+            target.min_enforcing_percent
+        );
+        let r = reasons::NOT_ENOUGH_ENFORCING;
+        (
+            RolloutPhase::Degraded,
+            (false, r),
+            (false, r),
             (false, reasons::AS_EXPECTED),
             m,
         )
@@ -568,6 +597,13 @@ mod tests {
         assert_eq!(conflicts(&literal, &[per_robot]).len(), 1);
     }
 
+    fn target(generation: i64, min_enforcing_percent: u32) -> Target {
+        Target {
+            generation: Some(generation),
+            min_enforcing_percent,
+        }
+    }
+
     #[test]
     fn status_counts_and_conditions() {
         let now = Time(k8s_openapi::jiff::Timestamp::from_second(100).unwrap());
@@ -579,7 +615,8 @@ mod tests {
             failed: false,
             consumers: Some(1),
         }];
-        let (s, changed) = compute_status(None, Some(3), &robots, &pods, Some("h"), None, &now);
+        let (s, changed) =
+            compute_status(None, target(3, 100), &robots, &pods, Some("h"), None, &now);
         assert!(changed);
         assert_eq!(s.phase, Some(RolloutPhase::Healthy));
         assert_eq!(
@@ -588,10 +625,18 @@ mod tests {
         );
         assert_eq!(s.active_hash.as_deref(), Some("h"));
         assert_eq!(s.common.observed_generation, Some(3));
-        let (_, again) = compute_status(Some(&s), Some(3), &robots, &pods, Some("h"), None, &now);
+        let (_, again) = compute_status(
+            Some(&s),
+            target(3, 100),
+            &robots,
+            &pods,
+            Some("h"),
+            None,
+            &now,
+        );
         assert!(!again, "unchanged observations write nothing");
 
-        let (s, _) = compute_status(None, Some(1), &[], &[], None, None, &now);
+        let (s, _) = compute_status(None, target(1, 100), &[], &[], None, None, &now);
         let stalled = find_condition(&s.common.conditions, types::STALLED).unwrap();
         assert_eq!(
             (stalled.status.as_str(), stalled.reason.as_str()),
@@ -602,7 +647,7 @@ mod tests {
             reason: reasons::CONFLICT,
             message: "conflict".into(),
         };
-        let (s, _) = compute_status(None, Some(1), &robots, &pods, None, Some(b), &now);
+        let (s, _) = compute_status(None, target(1, 100), &robots, &pods, None, Some(b), &now);
         assert_eq!(s.phase, Some(RolloutPhase::Degraded));
         let stalled = find_condition(&s.common.conditions, types::STALLED).unwrap();
         assert_eq!(stalled.reason, reasons::CONFLICT);
@@ -620,11 +665,16 @@ mod tests {
             consumers,
         };
         let pods = [pod("r1", Some(2)), pod("r2", Some(0))];
-        let (s, _) = compute_status(None, Some(1), &robots, &pods, None, None, &now);
+        let (s, _) = compute_status(None, target(1, 50), &robots, &pods, None, None, &now);
         assert_eq!((s.robots.enforcing, s.robots.unconsumed), (1, 1));
         assert_eq!(s.phase, Some(RolloutPhase::Healthy));
+        // 1 of 2 online robots enforcing is short of 100%.
+        let (s100, _) = compute_status(None, target(1, 100), &robots, &pods, None, None, &now);
+        let ready = find_condition(&s100.common.conditions, types::READY).unwrap();
+        assert_eq!(ready.reason, reasons::NOT_ENOUGH_ENFORCING);
+        assert_eq!(s100.phase, Some(RolloutPhase::Degraded));
         let pods = [pod("r1", Some(0)), pod("r2", Some(0))];
-        let (s, _) = compute_status(Some(&s), Some(1), &robots, &pods, None, None, &now);
+        let (s, _) = compute_status(Some(&s), target(1, 100), &robots, &pods, None, None, &now);
         let ready = find_condition(&s.common.conditions, types::READY).unwrap();
         assert_eq!(
             (ready.status.as_str(), ready.reason.as_str()),
@@ -632,7 +682,7 @@ mod tests {
         );
         // Not known yet is neither enforcing nor unconsumed.
         let pods = [pod("r1", None), pod("r2", Some(0))];
-        let (s, _) = compute_status(Some(&s), Some(1), &robots, &pods, None, None, &now);
+        let (s, _) = compute_status(Some(&s), target(1, 100), &robots, &pods, None, None, &now);
         assert_eq!((s.robots.enforcing, s.robots.unconsumed), (0, 1));
         assert_eq!(s.phase, Some(RolloutPhase::Healthy));
     }
