@@ -100,12 +100,28 @@ async fn reconcile_inner(obj: &SafetyPolicy, ctx: &Context) -> Result<Action, Er
         .list(&ListParams::default().labels(&owner_selector))
         .await?
         .items;
+    // Only policies that can run monitors compete for robots: one in a namespace without the
+    // robot-workloads label never places a monitor, so it must not take robots from one that can.
+    let allowed_namespaces: std::collections::BTreeSet<String> =
+        Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
+            .list(&ListParams::default().labels(&format!("{}=true", labels::ROBOT_WORKLOADS)))
+            .await?
+            .items
+            .into_iter()
+            .filter_map(|n| n.metadata.name)
+            .collect();
     let others: Vec<PolicyClaim> = Api::<SafetyPolicy>::all(client.clone())
         .list(&ListParams::default())
         .await?
         .items
         .iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter(|p| {
+            p.metadata
+                .namespace
+                .as_ref()
+                .is_some_and(|n| allowed_namespaces.contains(n))
+        })
         .map(|p| claim(p, &robots_all))
         .collect();
 
