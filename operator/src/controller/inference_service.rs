@@ -1,7 +1,6 @@
 //! InferenceService controller: fetch → validate → desired pods (pure, `core::isvc`) → apply →
 //! status (pure, `core::status`), written once and only on change.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,7 +24,7 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use robofleet_crds::inference_service::InferenceServiceStatus;
 
 use super::{Confirmation, Context};
-use crate::apply::{FIELD_MANAGER, apply, delete};
+use crate::apply::{FIELD_MANAGER, apply};
 use crate::core::isvc::{self, Owner, RenderContext, RenderError};
 use crate::core::robots::{self, Robot};
 use crate::core::status::{self, Blocker, Observed, PodObservation};
@@ -163,47 +162,21 @@ async fn reconcile_inner(obj: &InferenceService, ctx: &Context) -> Result<Action
                 .ok_or(Error::MissingMetadata)?,
         };
         store_revision(ctx, obj, &owner, template, revision).await?;
-        let by_name: BTreeMap<String, &Pod> = pods.iter().map(|p| (p.name_any(), p)).collect();
         let default_domain = obj.spec.ros.as_ref().and_then(|r| r.domain_id);
-        let mut wanted = Vec::new();
-        for robot in &selected {
-            let desired = isvc::robot_pod(
-                &owner,
-                template,
-                revision,
-                robot,
-                default_domain,
-                fallback.as_deref(),
-            );
-            let pod_name = desired.metadata.name.clone().unwrap_or_default();
-            wanted.push(pod_name.clone());
-            match by_name.get(&pod_name) {
-                Some(existing) if existing.metadata.deletion_timestamp.is_some() => {
-                    converging = true
-                }
-                Some(existing) => {
-                    let rev = existing.labels().get(labels::REVISION);
-                    let failed =
-                        existing.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed");
-                    if rev != Some(revision) || failed {
-                        // Replace = delete, wait until gone, create: host ports would clash otherwise.
-                        delete(&pods_api, &pod_name).await?;
-                        converging = true;
-                    }
-                }
-                None => {
-                    apply(&pods_api, &pod_name, &desired).await?;
-                    converging = true;
-                }
-            }
-        }
-        // Orphans: pods of robots no longer selected (or no longer robots).
-        for pod in &pods {
-            let n = pod.name_any();
-            if !wanted.contains(&n) && pod.metadata.deletion_timestamp.is_none() {
-                delete(&pods_api, &n).await?;
-            }
-        }
+        let desired: Vec<Pod> = selected
+            .iter()
+            .map(|robot| {
+                isvc::robot_pod(
+                    &owner,
+                    template,
+                    revision,
+                    robot,
+                    default_domain,
+                    fallback.as_deref(),
+                )
+            })
+            .collect();
+        converging = super::converge_pods(&pods_api, &desired, &pods).await?;
     }
 
     // ---- bounded confirmation: what the updated robots say they serve

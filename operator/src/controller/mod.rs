@@ -43,3 +43,44 @@ pub struct Confirmation {
     /// Its most frequent model load failure reason, if it counted any.
     pub failure_reason: Option<String>,
 }
+
+/// Brings one owner's robot pods to `desired`: creates the missing ones (server-side apply),
+/// replaces those at another revision or Failed by delete-then-create (hostNetwork ports would
+/// clash if the new pod started before the old one is gone; the create happens on a later
+/// reconcile), and deletes pods no longer desired. Returns whether anything is still converging.
+pub async fn converge_pods(
+    api: &kube::Api<k8s_openapi::api::core::v1::Pod>,
+    desired: &[k8s_openapi::api::core::v1::Pod],
+    existing: &[k8s_openapi::api::core::v1::Pod],
+) -> Result<bool, kube::Error> {
+    use kube::ResourceExt;
+    use robofleet_crds::labels;
+    let mut converging = false;
+    for pod in desired {
+        let name = pod.name_any();
+        match existing.iter().find(|p| p.name_any() == name) {
+            Some(p) if p.metadata.deletion_timestamp.is_some() => converging = true,
+            Some(p) => {
+                let failed = p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed");
+                if p.labels().get(labels::REVISION) != pod.labels().get(labels::REVISION) || failed
+                {
+                    crate::apply::delete(api, &name).await?;
+                    converging = true;
+                }
+            }
+            None => {
+                crate::apply::apply(api, &name, pod).await?;
+                converging = true;
+            }
+        }
+    }
+    for pod in existing {
+        let name = pod.name_any();
+        if pod.metadata.deletion_timestamp.is_none()
+            && !desired.iter().any(|d| d.name_any() == name)
+        {
+            crate::apply::delete(api, &name).await?;
+        }
+    }
+    Ok(converging)
+}

@@ -1,7 +1,7 @@
 //! SafetyPolicy controller: fetch → validate and find conflicts (pure, `core::safety`) → apply the
 //! policy ConfigMap and one monitor pod per selected robot → status, written only on change.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ use robofleet_crds::rollout::RolloutPhase;
 use serde_json::json;
 
 use super::Context;
-use crate::apply::{FIELD_MANAGER, apply, delete};
+use crate::apply::{FIELD_MANAGER, apply};
 use crate::core::isvc::Owner;
 use crate::core::robots::{self, Robot};
 use crate::core::safety::{self, MonitorObservation, MonitorSettings, PolicyClaim};
@@ -199,35 +199,12 @@ async fn reconcile_inner(obj: &SafetyPolicy, ctx: &Context) -> Result<Action, Er
             cpu_request: "50m".into(),
         };
         let (template, revision) = safety::monitor_template(&owner, &settings);
-        let by_name: BTreeMap<String, &Pod> = pods.iter().map(|p| (p.name_any(), p)).collect();
-        let mut wanted = Vec::new();
-        for robot in selected.iter().filter(|r| !lost.contains_key(&r.name)) {
-            let desired = safety::monitor_pod(&owner, &template, &revision, robot);
-            let pod_name = desired.metadata.name.clone().unwrap_or_default();
-            wanted.push(pod_name.clone());
-            match by_name.get(&pod_name) {
-                Some(p) if p.metadata.deletion_timestamp.is_some() => converging = true,
-                Some(p) => {
-                    let rev = p.labels().get(labels::REVISION);
-                    let failed =
-                        p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed");
-                    if rev != Some(&revision) || failed {
-                        delete(&pods_api, &pod_name).await?;
-                        converging = true;
-                    }
-                }
-                None => {
-                    apply(&pods_api, &pod_name, &desired).await?;
-                    converging = true;
-                }
-            }
-        }
-        for pod in &pods {
-            let n = pod.name_any();
-            if !wanted.contains(&n) && pod.metadata.deletion_timestamp.is_none() {
-                delete(&pods_api, &n).await?;
-            }
-        }
+        let desired: Vec<Pod> = selected
+            .iter()
+            .filter(|r| !lost.contains_key(&r.name))
+            .map(|robot| safety::monitor_pod(&owner, &template, &revision, robot))
+            .collect();
+        converging = super::converge_pods(&pods_api, &desired, &pods).await?;
     }
 
     // ---- low-rate scrape: who consumes each monitor's stop lock

@@ -297,9 +297,40 @@ pub fn robot_pod(
     default_domain: Option<u32>,
     fallback_model: Option<&str>,
 ) -> Pod {
-    let mut pod_labels = child_labels(owner, "inference");
-    pod_labels.insert(labels::REVISION.to_owned(), revision.to_owned());
     let mut spec = template.spec.clone();
+    // The stable revision's model is the fallback. It is not part of the revision: promoting a
+    // revision to stable must not replace the pods that run it.
+    if let Some(fallback) = fallback_model {
+        for c in spec
+            .containers
+            .iter_mut()
+            .filter(|c| c.name == SIDECAR_CONTAINER)
+        {
+            c.args
+                .get_or_insert_with(Vec::new)
+                .push(format!("--fallback-model={fallback}"));
+        }
+    }
+    // ROS domain: the robot's label, else the spec's, else 0.
+    let domain = robot.ros_domain_id().or(default_domain).unwrap_or(0);
+    pin_to_robot(owner, "isvc", "inference", spec, revision, robot, domain)
+}
+
+/// Turns a robot-independent pod spec into the pod of `owner` on `robot`: the deterministic name
+/// `<prefix>-<owner>-<hash(node)>`, the common labels with the revision, the ownerReference,
+/// `nodeAffinity` on the node name (as the DaemonSet controller does, so the scheduler checks fit
+/// and host ports) and the robot's ROS domain in every container.
+pub fn pin_to_robot(
+    owner: &Owner,
+    prefix: &str,
+    component: &str,
+    mut spec: PodSpec,
+    revision: &str,
+    robot: &Robot,
+    ros_domain: u32,
+) -> Pod {
+    let mut pod_labels = child_labels(owner, component);
+    pod_labels.insert(labels::REVISION.to_owned(), revision.to_owned());
     spec.affinity = Some(Affinity {
         node_affinity: Some(NodeAffinity {
             required_during_scheduling_ignored_during_execution: Some(NodeSelector {
@@ -316,25 +347,16 @@ pub fn robot_pod(
         }),
         ..Default::default()
     });
-    // ROS domain: the robot's label, else the spec's, else 0.
-    let domain = robot.ros_domain_id().or(default_domain).unwrap_or(0);
     for c in &mut spec.containers {
-        // The stable revision's model is the fallback. It is not part of the revision: promoting a
-        // revision to stable must not replace the pods that run it.
-        if let (Some(fallback), true) = (fallback_model, c.name == SIDECAR_CONTAINER) {
-            c.args
-                .get_or_insert_with(Vec::new)
-                .push(format!("--fallback-model={fallback}"));
-        }
         c.env.get_or_insert_with(Vec::new).push(EnvVar {
             name: "ROS_DOMAIN_ID".into(),
-            value: Some(domain.to_string()),
+            value: Some(ros_domain.to_string()),
             ..Default::default()
         });
     }
     Pod {
         metadata: ObjectMeta {
-            name: Some(pod_name("isvc", &owner.name, &robot.name)),
+            name: Some(pod_name(prefix, &owner.name, &robot.name)),
             namespace: Some(owner.namespace.clone()),
             labels: Some(pod_labels),
             owner_references: Some(vec![owner.reference.clone()]),

@@ -6,20 +6,20 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Affinity, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, HTTPGetAction,
-    NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod, PodSpec, Probe,
-    ResourceRequirements, Volume, VolumeMount,
+    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, HTTPGetAction, Pod,
+    PodSpec, Probe, ResourceRequirements, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use robofleet_crds::conditions::{DesiredCondition, reasons, set_condition, types};
-use robofleet_crds::labels;
 use robofleet_crds::rollout::RolloutPhase;
 use robofleet_crds::safety_policy::{SafetyPolicySpec, SafetyPolicyStatus};
 
-use super::isvc::{Owner, child_labels, restricted_security_context, robot_tolerations};
-use super::naming::{pod_name, short_hash};
+use super::isvc::{
+    Owner, child_labels, pin_to_robot, restricted_security_context, robot_tolerations,
+};
+use super::naming::short_hash;
 use super::robots::Robot;
 use super::status::Blocker;
 
@@ -184,44 +184,16 @@ pub fn monitor_template(owner: &Owner, s: &MonitorSettings) -> (PodSpec, String)
 
 /// The monitor pod of `robot`.
 pub fn monitor_pod(owner: &Owner, template: &PodSpec, revision: &str, robot: &Robot) -> Pod {
-    let mut pod_labels = child_labels(owner, "safety-monitor");
-    pod_labels.insert(labels::REVISION.to_owned(), revision.to_owned());
-    let mut spec = template.clone();
-    spec.affinity = Some(Affinity {
-        node_affinity: Some(NodeAffinity {
-            required_during_scheduling_ignored_during_execution: Some(NodeSelector {
-                node_selector_terms: vec![NodeSelectorTerm {
-                    match_fields: Some(vec![NodeSelectorRequirement {
-                        key: "metadata.name".into(),
-                        operator: "In".into(),
-                        values: Some(vec![robot.name.clone()]),
-                    }]),
-                    ..Default::default()
-                }],
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    });
     let domain = robot.ros_domain_id().unwrap_or(0);
-    for c in &mut spec.containers {
-        c.env.get_or_insert_with(Vec::new).push(EnvVar {
-            name: "ROS_DOMAIN_ID".into(),
-            value: Some(domain.to_string()),
-            ..Default::default()
-        });
-    }
-    Pod {
-        metadata: ObjectMeta {
-            name: Some(pod_name("safety", &owner.name, &robot.name)),
-            namespace: Some(owner.namespace.clone()),
-            labels: Some(pod_labels),
-            owner_references: Some(vec![owner.reference.clone()]),
-            ..Default::default()
-        },
-        spec: Some(spec),
-        status: None,
-    }
+    pin_to_robot(
+        owner,
+        "safety",
+        "safety-monitor",
+        template.clone(),
+        revision,
+        robot,
+        domain,
+    )
 }
 
 /// Another policy as the conflict check sees it.
@@ -434,9 +406,11 @@ pub fn compute_status(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::naming::pod_name;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
     use robofleet_crds::SafetyPolicy;
     use robofleet_crds::conditions::find_condition;
+    use robofleet_crds::labels;
 
     fn policy(extra: serde_json::Value) -> SafetyPolicy {
         let mut v = serde_json::json!({
