@@ -51,6 +51,10 @@ pub struct Args {
     /// Port of the safety monitors' /metrics, /healthz and /readyz on the robot's address.
     #[arg(long, env = "ROBOFLEET_SAFETY_METRICS_PORT", default_value_t = 9470)]
     pub safety_metrics_port: u16,
+    /// ROS domain ID of sandboxed SensorSim pods (each sandbox has its own network namespace, so
+    /// it never meets a robot's graph whatever the ID).
+    #[arg(long, env = "ROBOFLEET_SANDBOX_ROS_DOMAIN_ID", default_value_t = 0)]
+    pub sandbox_ros_domain_id: u16,
 }
 
 /// Why the configuration is invalid.
@@ -79,6 +83,8 @@ pub struct Config {
     pub safety_priority_class: String,
     /// Port of the safety monitors' metrics and health endpoints.
     pub safety_metrics_port: u16,
+    /// ROS domain ID of sandboxed SensorSim pods.
+    pub sandbox_ros_domain_id: u16,
 }
 
 fn parse_entries(items: &[String]) -> Result<ImageAllowList, ConfigError> {
@@ -115,6 +121,7 @@ impl Args {
             bridge_images,
             safety_priority_class: self.safety_priority_class,
             safety_metrics_port: self.safety_metrics_port,
+            sandbox_ros_domain_id: self.sandbox_ros_domain_id,
         })
     }
 }

@@ -27,10 +27,10 @@ use kube::runtime::controller::Controller;
 use kube::runtime::reflector;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
-use robofleet_crds::{InferenceService, SafetyPolicy};
+use robofleet_crds::{InferenceService, SafetyPolicy, SensorSim};
 
 use crate::config::Config;
-use crate::controller::{Context, inference_service, safety_policy};
+use crate::controller::{Context, inference_service, safety_policy, sensor_sim};
 use crate::metrics::Metrics;
 
 /// Label selector for the pods this operator owns.
@@ -99,14 +99,16 @@ pub async fn run(config: Config, client: Client) -> anyhow::Result<()> {
     // Node changes re-trigger every resource of both kinds: one stream, fanned out.
     let (isvc_tx, isvc_nodes) = futures::channel::mpsc::channel::<()>(1);
     let (safety_tx, safety_nodes) = futures::channel::mpsc::channel::<()>(1);
+    let (sim_tx, sim_nodes) = futures::channel::mpsc::channel::<()>(1);
     tokio::spawn(async move {
         let mut node_stream = std::pin::pin!(node_stream);
-        let (mut isvc_tx, mut safety_tx) = (isvc_tx, safety_tx);
+        let (mut isvc_tx, mut safety_tx, mut sim_tx) = (isvc_tx, safety_tx, sim_tx);
         while let Some(n) = node_stream.next().await {
             if n.is_ok() {
                 // A full channel already holds a pending "reconcile all".
                 let _ = isvc_tx.try_send(());
                 let _ = safety_tx.try_send(());
+                let _ = sim_tx.try_send(());
             }
         }
     });
@@ -132,12 +134,25 @@ pub async fn run(config: Config, client: Client) -> anyhow::Result<()> {
         Api::<SafetyPolicy>::all(client.clone()),
         watcher::Config::default().any_semantic(),
     )
-    .owns(pods, owned())
+    .owns(pods.clone(), owned())
     .reconcile_all_on(safety_nodes)
     .graceful_shutdown_on(stopped(shutdown_rx.clone()))
-    .run(safety_policy::reconcile, safety_policy::error_policy, ctx)
+    .run(
+        safety_policy::reconcile,
+        safety_policy::error_policy,
+        ctx.clone(),
+    )
     .for_each(log_event);
-    tokio::join!(isvc, safety);
+    let sims = Controller::new(
+        Api::<SensorSim>::all(client.clone()),
+        watcher::Config::default().any_semantic(),
+    )
+    .owns(pods, owned())
+    .reconcile_all_on(sim_nodes)
+    .graceful_shutdown_on(stopped(shutdown_rx.clone()))
+    .run(sensor_sim::reconcile, sensor_sim::error_policy, ctx)
+    .for_each(log_event);
+    tokio::join!(isvc, safety, sims);
     let _ = shutdown_tx.send(true);
     let _ = server.await;
     Ok(())

@@ -253,6 +253,24 @@ pub fn random_suffix() -> String {
     format!("{:08x}", h.finish() as u32)
 }
 
+/// One blocking HTTP/1.1 GET (tests reach robots on loopback addresses): status code and body, or
+/// `None` if nothing answered within 5 s.
+pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut buf = String::new();
+    let _ = s.read_to_string(&mut buf);
+    let code = buf.split_whitespace().nth(1)?.parse().ok()?;
+    let body = buf.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned();
+    Some((code, body))
+}
+
 /// Polls `check` every 250 ms until it returns `Ok(true)` or `timeout` passes.
 pub async fn wait_until<F, Fut>(
     timeout: Duration,

@@ -2,6 +2,7 @@
 
 pub mod inference_service;
 pub mod safety_policy;
+pub mod sensor_sim;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

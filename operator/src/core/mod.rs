@@ -6,4 +6,5 @@ pub mod isvc;
 pub mod naming;
 pub mod robots;
 pub mod safety;
+pub mod sensor_sim;
 pub mod status;
