@@ -18,10 +18,7 @@ use robofleet_crds::labels;
 use serde_json::json;
 
 use std::collections::HashMap;
-use std::sync::OnceLock;
 
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use robofleet_crds::inference_service::InferenceServiceStatus;
 
 use super::{Confirmation, Context};
 use crate::apply::{FIELD_MANAGER, apply};
@@ -261,7 +258,11 @@ async fn reconcile_inner(obj: &InferenceService, ctx: &Context) -> Result<Action
     }
     let old_phase = obj.status.as_ref().and_then(|s| s.phase);
     if new_status.phase != old_phase {
-        publish_transition(ctx, obj, &new_status).await;
+        let phase = new_status
+            .phase
+            .map(|p| format!("{p:?}"))
+            .unwrap_or_default();
+        super::publish_transition(ctx, &obj.object_ref(&()), &phase, &new_status.common).await;
     }
     let progressing = converging
         || unconfirmed
@@ -271,53 +272,6 @@ async fn reconcile_inner(obj: &InferenceService, ctx: &Context) -> Result<Action
     } else {
         Duration::from_secs(300)
     }))
-}
-
-/// One Event per phase transition (never one per robot); failures to publish are only logged.
-async fn publish_transition(
-    ctx: &Context,
-    obj: &InferenceService,
-    status: &InferenceServiceStatus,
-) {
-    static RECORDER: OnceLock<Recorder> = OnceLock::new();
-    let recorder = RECORDER.get_or_init(|| {
-        Recorder::new(
-            ctx.client.clone(),
-            Reporter {
-                controller: "robofleet-operator".into(),
-                instance: None,
-            },
-        )
-    });
-    let phase = status
-        .phase
-        .as_ref()
-        .map(|p| format!("{p:?}"))
-        .unwrap_or_default();
-    let stalled = status
-        .common
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Stalled" && c.status == "True")
-        .map(|c| c.reason.clone());
-    let event = Event {
-        type_: if stalled.is_some() {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        },
-        reason: stalled.unwrap_or_else(|| phase.clone()),
-        note: status
-            .common
-            .message
-            .as_ref()
-            .map(|m| m.chars().take(1000).collect()),
-        action: format!("Became{phase}"),
-        secondary: None,
-    };
-    if let Err(e) = recorder.publish(&event, &obj.object_ref(&())).await {
-        tracing::debug!(error = %e, "could not publish event");
-    }
 }
 
 /// What a failing container said, when it keeps failing: CrashLoopBackOff, or three restarts.

@@ -85,3 +85,46 @@ pub async fn converge_pods(
     }
     Ok(converging)
 }
+
+/// One Event per phase transition of a resource (never one per robot): Warning with the Stalled
+/// reason when stalled, else Normal with the phase. Failures to publish are only logged.
+pub async fn publish_transition(
+    ctx: &Context,
+    object: &k8s_openapi::api::core::v1::ObjectReference,
+    phase: &str,
+    status: &robofleet_crds::conditions::ResourceStatus,
+) {
+    use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+    static RECORDER: std::sync::OnceLock<Recorder> = std::sync::OnceLock::new();
+    let recorder = RECORDER.get_or_init(|| {
+        Recorder::new(
+            ctx.client.clone(),
+            Reporter {
+                controller: "robofleet-operator".into(),
+                instance: None,
+            },
+        )
+    });
+    let stalled = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Stalled" && c.status == "True")
+        .map(|c| c.reason.clone());
+    let event = Event {
+        type_: if stalled.is_some() {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: stalled.unwrap_or_else(|| phase.to_owned()),
+        note: status
+            .message
+            .as_ref()
+            .map(|m| m.chars().take(1000).collect()),
+        action: format!("Became{phase}"),
+        secondary: None,
+    };
+    if let Err(e) = recorder.publish(&event, object).await {
+        tracing::debug!(error = %e, "could not publish event");
+    }
+}

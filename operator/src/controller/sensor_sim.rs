@@ -330,6 +330,11 @@ async fn reconcile_inner(obj: &SensorSim, ctx: &Context) -> Result<Action, Error
         .await?;
         if new_status.phase != obj.status.as_ref().and_then(|s| s.phase) {
             tracing::info!(namespace = %ns, %name, phase = ?new_status.phase, "sensor sim phase");
+            let phase = new_status
+                .phase
+                .map(|p| format!("{p:?}"))
+                .unwrap_or_default();
+            super::publish_transition(ctx, &obj.object_ref(&()), &phase, &new_status.common).await;
         }
     }
 
