@@ -56,9 +56,39 @@ pub mod labels {
     pub const ZONE: &str = "topology.kubernetes.io/zone";
 }
 
+/// Annotations people (or Argo CD actions, or `kubectl robofleet`) set on robofleet resources.
+pub mod annotations {
+    /// One-shot verb `<verb>@<nonce>`, acknowledged in `status.lastAction`. InferenceService:
+    /// `pause`, `resume`, `promote`, `promote-full`, `abort`, `retry`; SafetyPolicy: `reset`.
+    pub const ACTION: &str = "robofleet.io/action";
+    /// SafetyPolicy: approves the pending (relaxing) policy with this hash.
+    pub const APPROVE: &str = "robofleet.io/approve";
+
+    /// The `robofleet.io/action` value for `verb` with `nonce`.
+    pub fn action(verb: &str, nonce: &str) -> String {
+        format!("{verb}@{nonce}")
+    }
+
+    /// Splits a `robofleet.io/action` value into `(verb, nonce)`; `None` unless both are non-empty.
+    pub fn parse_action(value: &str) -> Option<(&str, &str)> {
+        let (verb, nonce) = value.trim().split_once('@')?;
+        (!verb.is_empty() && !nonce.is_empty()).then_some((verb, nonce))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn actions_round_trip_and_need_verb_and_nonce() {
+        let v = annotations::action("promote-full", "a1b2");
+        assert_eq!(v, "promote-full@a1b2");
+        assert_eq!(annotations::parse_action(&v), Some(("promote-full", "a1b2")));
+        assert_eq!(annotations::parse_action("pause"), None);
+        assert_eq!(annotations::parse_action("@n"), None);
+        assert_eq!(annotations::parse_action("pause@"), None);
+    }
 
     #[test]
     fn label_keys_are_valid_qualified_names() {
