@@ -36,8 +36,14 @@ use crate::metrics::Metrics;
 /// Label selector for the pods this operator owns.
 pub const OWNED_PODS: &str = "app.kubernetes.io/managed-by=robofleet-operator";
 
-/// Runs the operator until SIGTERM or Ctrl-C.
-pub async fn run(config: Config, client: Client) -> anyhow::Result<()> {
+/// Runs the operator until SIGTERM or Ctrl-C. The metrics endpoint and the Node cache start at
+/// once; the controllers (everything that writes) start only when `leadership` resolves, so a
+/// standby keeps a warm cache and takes over without relisting the fleet's Nodes.
+pub async fn run(
+    config: Config,
+    client: Client,
+    leadership: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::default());
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let server = {
@@ -96,12 +102,30 @@ pub async fn run(config: Config, client: Client) -> anyhow::Result<()> {
         }
         let _ = stop_tx.send(true);
     });
-    // Node changes re-trigger every resource of both kinds: one stream, fanned out.
+    // Keep the Node cache warm while standing by; start writing only as the leader.
+    let node_stream = {
+        let mut node_stream = Box::pin(node_stream);
+        let mut stop = shutdown_rx.clone();
+        let mut leadership = std::pin::pin!(leadership);
+        let led = loop {
+            tokio::select! {
+                () = &mut leadership => break true,
+                _ = stop.wait_for(|v| *v) => break false,
+                ev = node_stream.next() => if ev.is_none() { break false },
+            }
+        };
+        if !led {
+            let _ = server.await;
+            return Ok(());
+        }
+        node_stream
+    };
+    // Node changes re-trigger every resource of every kind: one stream, fanned out.
     let (isvc_tx, isvc_nodes) = futures::channel::mpsc::channel::<()>(1);
     let (safety_tx, safety_nodes) = futures::channel::mpsc::channel::<()>(1);
     let (sim_tx, sim_nodes) = futures::channel::mpsc::channel::<()>(1);
     tokio::spawn(async move {
-        let mut node_stream = std::pin::pin!(node_stream);
+        let mut node_stream = node_stream;
         let (mut isvc_tx, mut safety_tx, mut sim_tx) = (isvc_tx, safety_tx, sim_tx);
         while let Some(n) = node_stream.next().await {
             if n.is_ok() {

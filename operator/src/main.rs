@@ -64,7 +64,7 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(metrics = %config.metrics_addr, images = config.images.entries.len(), "starting");
     let l = cli.leader;
     if !l.leader_election {
-        return robofleet_operator::run(config, client).await;
+        return robofleet_operator::run(config, client, std::future::ready(())).await;
     }
     let identity = l.identity.unwrap_or_else(|| {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
@@ -82,20 +82,34 @@ async fn main() -> anyhow::Result<()> {
         timing,
     );
     tracing::info!(%identity, lease = %l.lease_name, "waiting to become leader");
-    tokio::select! {
-        r = elector.acquire() => r?,
-        _ = terminated() => return Ok(()),
-    }
-    tracing::info!(%identity, "became leader");
-    let outcome = tokio::select! {
-        res = robofleet_operator::run(config, client) => Some(res),
-        err = elector.keep_renewing() => {
-            tracing::error!(error = %err, "lost leadership; exiting");
-            None
+    // The operator starts at once (warm Node cache) and begins writing when `won` fires.
+    let (won_tx, won_rx) = tokio::sync::oneshot::channel::<()>();
+    let operator = robofleet_operator::run(config, client, async move {
+        if won_rx.await.is_err() {
+            std::future::pending::<()>().await;
         }
+    });
+    let election = async {
+        elector.acquire().await?;
+        tracing::info!(%identity, "became leader");
+        let _ = won_tx.send(());
+        let err = elector.keep_renewing().await;
+        anyhow::Ok(err)
+    };
+    let mut operator = std::pin::pin!(operator);
+    let outcome = tokio::select! {
+        res = &mut operator => Some(res),
+        lost = election => match lost {
+            Ok(err) => {
+                tracing::error!(error = %err, "lost leadership; exiting");
+                None
+            }
+            Err(e) => Some(Err(e)),
+        },
     };
     match outcome {
         Some(res) => {
+            // A no-op unless this identity holds the lease.
             if let Err(e) = elector.release().await {
                 tracing::warn!(error = %e, "could not release the lease");
             }
@@ -103,16 +117,5 @@ async fn main() -> anyhow::Result<()> {
             res
         }
         None => std::process::exit(1),
-    }
-}
-
-async fn terminated() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
     }
 }

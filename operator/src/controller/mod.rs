@@ -46,7 +46,8 @@ pub struct Confirmation {
 }
 
 /// Brings one owner's robot pods to `desired`: creates the missing ones (server-side apply),
-/// replaces those at another revision or Failed by delete-then-create (hostNetwork ports would
+/// replaces those at another revision, or Failed (with a per-pod backoff,
+/// [`crate::core::backoff`]), by delete-then-create (hostNetwork ports would
 /// clash if the new pod started before the old one is gone; the create happens on a later
 /// reconcile), and deletes pods no longer desired. Returns whether anything is still converging.
 pub async fn converge_pods(
@@ -63,9 +64,11 @@ pub async fn converge_pods(
             Some(p) if p.metadata.deletion_timestamp.is_some() => converging = true,
             Some(p) => {
                 let failed = p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed");
-                if p.labels().get(labels::REVISION) != pod.labels().get(labels::REVISION) || failed
-                {
+                let stale = p.labels().get(labels::REVISION) != pod.labels().get(labels::REVISION);
+                if stale || (failed && may_replace_failed(p)) {
                     crate::apply::delete(api, &name).await?;
+                    converging = true;
+                } else if failed {
                     converging = true;
                 }
             }
@@ -84,6 +87,21 @@ pub async fn converge_pods(
         }
     }
     Ok(converging)
+}
+
+/// Per-pod backoff for replacing Failed pods (process-wide: pod names are unique per namespace).
+fn may_replace_failed(pod: &k8s_openapi::api::core::v1::Pod) -> bool {
+    static BACKOFF: std::sync::LazyLock<Mutex<crate::core::backoff::Backoff>> =
+        std::sync::LazyLock::new(Default::default);
+    let key = format!(
+        "{}/{}",
+        pod.metadata.namespace.as_deref().unwrap_or_default(),
+        pod.metadata.name.as_deref().unwrap_or_default()
+    );
+    BACKOFF
+        .lock()
+        .map(|mut b| b.try_replace(&key, std::time::Instant::now()))
+        .unwrap_or(true)
 }
 
 /// One Event per phase transition of a resource (never one per robot): Warning with the Stalled

@@ -2,6 +2,7 @@
 //! revision that is, and what the status says. Everything here takes its observations (and `now`)
 //! as arguments and is tested with plain `#[test]`s.
 
+pub mod backoff;
 pub mod isvc;
 pub mod naming;
 pub mod robots;
