@@ -84,7 +84,10 @@ mod tests {
     fn actions_round_trip_and_need_verb_and_nonce() {
         let v = annotations::action("promote-full", "a1b2");
         assert_eq!(v, "promote-full@a1b2");
-        assert_eq!(annotations::parse_action(&v), Some(("promote-full", "a1b2")));
+        assert_eq!(
+            annotations::parse_action(&v),
+            Some(("promote-full", "a1b2"))
+        );
         assert_eq!(annotations::parse_action("pause"), None);
         assert_eq!(annotations::parse_action("@n"), None);
         assert_eq!(annotations::parse_action("pause@"), None);

@@ -19,7 +19,6 @@ use serde_json::json;
 
 use std::collections::HashMap;
 
-
 use super::{Confirmation, Context};
 use crate::apply::{FIELD_MANAGER, apply};
 use crate::core::isvc::{self, Owner, RenderContext, RenderError};
