@@ -33,10 +33,13 @@ pub struct RolloutSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 10))]
     pub waves: Vec<Wave>,
-    /// Metrics checks on the robots of each wave; a failed check rolls the wave back.
+    /// Metrics judged on the robots of each wave during its pause; `failureLimit` consecutive
+    /// failed analyses abort the rollout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub analysis: Option<Analysis>,
-    /// Robot-state gates: robots in other states are deferred (rollbacks ignore gates).
+    /// Which robots may be updated now: robot-state and safety-stop gates defer the others
+    /// (rollbacks ignore gates). Omitted: no robot-state gate; robots whose stop lock is engaged
+    /// are still deferred.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gates: Option<Gates>,
     /// SensorSim templates run in the sandbox against each new revision before wave 1; a failed
@@ -44,6 +47,13 @@ pub struct RolloutSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 4))]
     pub preflight: Vec<Preflight>,
+    /// When the rollout is aborted (failed analysis, a model that does not load, a failed
+    /// preflight, the abort action), return every updated robot to the stable revision (default
+    /// `true`). `false`: a failed analysis or model load stops the rollout where it is
+    /// (`Degraded`, `AnalysisFailed` or `ModelLoadFailed`) and waits for the abort, resume or
+    /// promote action; the abort action always rolls back.
+    #[serde(default = "default_true")]
+    pub auto_rollback: bool,
 }
 
 impl Default for RolloutSpec {
@@ -72,6 +82,7 @@ impl Default for RolloutSpec {
             analysis: None,
             gates: None,
             preflight: Vec::new(),
+            auto_rollback: true,
         }
     }
 }
@@ -102,21 +113,26 @@ pub struct Wave {
         regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     )]
     pub name: String,
-    /// This many more robots (the smallest hashes among eligible robots). Excludes `percent`.
+    /// This many more robots (1-100): the smallest hashes among the robots that are online, in an
+    /// allowed state and in no earlier wave when the wave starts. Their names are recorded in
+    /// status, so re-reconciles never reshuffle them. Excludes `percent`; use `percent` for large
+    /// waves.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = 100000))]
+    #[schemars(range(min = 1, max = 100))]
     pub robots: Option<u32>,
     /// Cumulative share of the selected robots updated by the end of this wave (1-100).
     /// Excludes `robots`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 100))]
     pub percent: Option<u32>,
-    /// Robots of this wave updated at the same time: a count (`1`) or a percentage of the wave
-    /// (`20%`). Default 1. Replacing a robot's pod counts as unavailable until the new one is Ready.
+    /// Robots of this wave updated at the same time: a count (`1`) or a percentage of the wave's
+    /// robots (`20%`, rounded down, at least 1). Default 1. Replacing a robot's pod counts as
+    /// unavailable until the new one is Ready; offline robots do not count.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "max_unavailable_schema")]
     pub max_unavailable: Option<IntOrString>,
-    /// Wait after the wave is updated and analysed, before the next wave.
+    /// Wait after the wave is updated, analysing every `analysis.interval`, before the next wave.
+    /// A wave without a pause is not analysed: the next wave starts as soon as it is updated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pause: Option<Pause>,
 }
@@ -129,10 +145,12 @@ pub struct Wave {
      "message": "spec.rollout.waves[].pause: set exactly one of duration or untilApproved: true"},
 ]))]
 pub struct Pause {
-    /// Wait this long (Go duration, e.g. `10m`), analysing all the while.
+    /// Wait this long (Go duration, e.g. `10m`), analysing all the while; the next wave starts
+    /// when it has elapsed and the last analysis passed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration: Option<GoDuration>,
-    /// Wait for `robofleet.io/action: promote@<nonce>` (needs the `promote` verb).
+    /// Wait for `robofleet.io/action: promote@<nonce>` (needs the `promote` verb), analysing all
+    /// the while (a failed analysis still aborts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub until_approved: Option<bool>,
 }
@@ -141,23 +159,28 @@ pub struct Pause {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
-    {"rule": "self.checks.all(c, self.checks.exists_one(x, x.name == c.name))",
-     "message": "spec.rollout.analysis.checks: check names must be unique"},
+    {"rule": "self.metrics.all(c, self.metrics.exists_one(x, x.name == c.name))",
+     "message": "spec.rollout.analysis.metrics: metric names must be unique"},
 ]))]
 pub struct Analysis {
     /// Time between two analyses of a wave (Go duration).
     #[serde(default = "default_interval")]
     pub interval: GoDuration,
-    /// What a check with no samples means: `Inconclusive` (wait, default), `Pass` or `Fail`.
+    /// What a metric with fewer samples than its minimum means: `Inconclusive` (default), `Pass`
+    /// or `Fail`. No data is an outcome, never silently a pass.
     #[serde(default)]
     pub no_data_policy: NoDataPolicy,
-    /// Consecutive failed analyses that abort the rollout.
+    /// What an inconclusive analysis at the end of a wave's pause does: `Pause` (default: wait for
+    /// the resume or promote action), `Proceed` (start the next wave) or `Abort`.
+    #[serde(default)]
+    pub inconclusive_action: InconclusiveAction,
+    /// Consecutive failed analyses in a wave that abort the rollout.
     #[serde(default = "default_failure_limit")]
     #[schemars(range(min = 1, max = 10))]
     pub failure_limit: u32,
-    /// The checks; every one must pass.
+    /// The metrics; every one must pass.
     #[schemars(length(min = 1, max = 16))]
-    pub checks: Vec<AnalysisCheck>,
+    pub metrics: Vec<AnalysisCheck>,
 }
 
 /// What a check with no data means.
@@ -172,73 +195,140 @@ pub enum NoDataPolicy {
     Fail,
 }
 
+/// What an inconclusive analysis does at the end of a wave's pause.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum InconclusiveAction {
+    /// Pause the rollout (`Paused`) until the resume or promote action.
+    #[default]
+    Pause,
+    /// Start the next wave.
+    Proceed,
+    /// Abort the rollout.
+    Abort,
+}
+
 /// One typed check; each metric takes exactly its own threshold field.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
-    {"rule": "(self.metric == 'ErrorRatio') == has(self.maxRatio)",
-     "message": "spec.rollout.analysis.checks[]: maxRatio is the threshold of (and only of) metric ErrorRatio"},
-    {"rule": "(self.metric == 'Latency') == has(self.maxLatency)",
-     "message": "spec.rollout.analysis.checks[]: maxLatency is the threshold of (and only of) metric Latency"},
-    {"rule": "(self.metric == 'SafetyStopRate') == has(self.maxIncreasePerHour)",
-     "message": "spec.rollout.analysis.checks[]: maxIncreasePerHour is the threshold of (and only of) metric SafetyStopRate"},
-    {"rule": "(self.metric == 'FallbackRobots') == has(self.maxValue)",
-     "message": "spec.rollout.analysis.checks[]: maxValue is the threshold of (and only of) metric FallbackRobots"},
-    {"rule": "self.metric == 'Latency' || !has(self.quantile)",
-     "message": "spec.rollout.analysis.checks[]: quantile applies only to metric Latency"},
+    {"rule": "has(self.builtin) != has(self.prometheus)",
+     "message": "spec.rollout.analysis.metrics[]: set exactly one of builtin or prometheus"},
+    {"rule": "(has(self.builtin) && self.builtin == 'ErrorRatio') == has(self.maxRatio)",
+     "message": "spec.rollout.analysis.metrics[]: maxRatio is the threshold of (and only of) builtin ErrorRatio"},
+    {"rule": "(has(self.builtin) && self.builtin == 'LatencyP99') == has(self.maxLatency)",
+     "message": "spec.rollout.analysis.metrics[]: maxLatency is the threshold of (and only of) builtin LatencyP99"},
+    {"rule": "(has(self.builtin) && self.builtin == 'SafetyStopRate') == has(self.maxIncreasePerHour)",
+     "message": "spec.rollout.analysis.metrics[]: maxIncreasePerHour is the threshold of (and only of) builtin SafetyStopRate"},
+    {"rule": "(has(self.prometheus) || (has(self.builtin) && self.builtin == 'FallbackRobots')) == has(self.maxValue)",
+     "message": "spec.rollout.analysis.metrics[]: maxValue is the threshold of (and only of) builtin FallbackRobots and prometheus queries"},
+    {"rule": "!has(self.quantile) || (has(self.builtin) && self.builtin == 'LatencyP99')",
+     "message": "spec.rollout.analysis.metrics[]: quantile applies only to builtin LatencyP99"},
+    {"rule": "!has(self.minSamples) || (has(self.builtin) && (self.builtin == 'ErrorRatio' || self.builtin == 'LatencyP99'))",
+     "message": "spec.rollout.analysis.metrics[]: minSamples (a request count) applies only to builtin ErrorRatio and LatencyP99"},
+    {"rule": "!has(self.minRobotHours) || (has(self.builtin) && self.builtin == 'SafetyStopRate')",
+     "message": "spec.rollout.analysis.metrics[]: minRobotHours applies only to builtin SafetyStopRate"},
 ]))]
 pub struct AnalysisCheck {
-    /// Check name, unique in the analysis.
+    /// Metric name, unique in the analysis.
     #[schemars(
         length(min = 1, max = 32),
         regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     )]
     pub name: String,
-    /// What is measured on the wave's robots since each was updated.
-    pub metric: AnalysisMetric,
-    /// ErrorRatio: highest share (0..1) of `error`, `rejected` and `timeout` requests
-    /// (`invalid` requests are the client's fault and excluded).
+    /// A metric the operator computes itself from the wave's robots, since each was updated.
+    /// Excludes `prometheus`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub builtin: Option<BuiltinMetric>,
+    /// A PromQL query answered by a Prometheus server (one number; threshold `maxValue`).
+    /// Excludes `builtin`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus: Option<PrometheusQuery>,
+    /// ErrorRatio: highest share (0..1) of `error`, `rejected` and `timeout` requests among all
+    /// requests but `invalid` ones (those are the client's fault and excluded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0.0, max = 1.0))]
     pub max_ratio: Option<f64>,
-    /// Latency: highest request latency at `quantile` (Go duration, e.g. `50ms`).
+    /// LatencyP99: highest request latency at `quantile` (Go duration, e.g. `80ms`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_latency: Option<GoDuration>,
-    /// Latency: the quantile (greater than 0, at most 1; default 0.99), computed from summed histogram buckets.
+    /// LatencyP99: the quantile judged (greater than 0, at most 1; default 0.99), computed from
+    /// the histogram bucket deltas summed over the wave's robots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0.0, max = 1.0), extend("exclusiveMinimum" = true))]
     pub quantile: Option<f64>,
-    /// SafetyStopRate: highest increase of safety stops per robot-hour over the stable baseline
-    /// frozen at the wave's start.
+    /// SafetyStopRate: highest increase of safety stops per robot-hour on the wave's robots over
+    /// the stable robots' rate, frozen when the wave starts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0.0))]
     pub max_increase_per_hour: Option<f64>,
     /// FallbackRobots: most robots of the wave allowed to run the fallback model or a fallback
-    /// execution provider.
+    /// execution provider. Prometheus: highest value the query may return.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0.0))]
     pub max_value: Option<f64>,
+    /// ErrorRatio and LatencyP99: fewer requests than this on the wave's robots is no data
+    /// (`noDataPolicy`). Default 100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000000000))]
+    pub min_samples: Option<u64>,
+    /// SafetyStopRate: fewer robot-hours observed on the wave's robots than this is no data
+    /// (`noDataPolicy`). Default 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 100000.0))]
+    pub min_robot_hours: Option<f64>,
 }
 
-/// Metrics an analysis can check.
+/// Metrics the operator computes itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub enum AnalysisMetric {
+pub enum BuiltinMetric {
     /// Share of failed inference requests (threshold `maxRatio`).
     ErrorRatio,
-    /// Request latency quantile (threshold `maxLatency`, `quantile`).
-    Latency,
+    /// Request latency at a quantile, 0.99 unless `quantile` says otherwise (threshold
+    /// `maxLatency`).
+    LatencyP99,
     /// Safety stops per robot-hour above the stable baseline (threshold `maxIncreasePerHour`).
     SafetyStopRate,
     /// Robots on a fallback model or execution provider (threshold `maxValue`).
     FallbackRobots,
 }
 
-/// Robot-state gates.
+/// A PromQL query sent to the Prometheus HTTP API (`GET <address>/api/v1/query`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "self.address.startsWith('http://') || self.address.startsWith('https://')",
+     "message": "spec.rollout.analysis.metrics[].prometheus.address must start with http:// or https://"},
+]))]
+pub struct PrometheusQuery {
+    /// Base URL of the Prometheus server, e.g. `http://prometheus.monitoring:9090`.
+    #[schemars(length(min = 1, max = 2048))]
+    pub address: String,
+    /// An instant query returning one number: a scalar or a vector with exactly one series. No
+    /// series is no data; several series or NaN fail the measurement as inconclusive.
+    #[schemars(length(min = 1, max = 4096))]
+    pub query: String,
+}
+
+/// Gates: which robots may be updated now. Rollbacks ignore them (the running model is judged
+/// bad).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct Gates {
-    /// Values of the Node label `robofleet.io/state` (lowercase) in which a robot may be updated,
-    /// e.g. `[idle, charging]`. Robots in other states are deferred.
+    /// Update robots only in these states; others are deferred. Omit to update robots in any
+    /// state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub robot_state: Option<RobotStateGate>,
+    /// `Defer` (default): never update a robot whose safety stop lock is engaged
+    /// (`robofleet_safety_stop_active` of its monitors); `Ignore`: update it anyway.
+    #[serde(default)]
+    pub safety_stop_active: SafetyStopGate,
+}
+
+/// The robot-state gate.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RobotStateGate {
+    /// States (the Node label `robofleet.io/state`, lowercase) in which a robot may be updated,
+    /// e.g. `[idle, charging]`. A robot with no known state is deferred.
     #[serde(default = "default_states")]
     #[schemars(
         length(min = 1, max = 16),
@@ -247,10 +337,43 @@ pub struct Gates {
             regex(pattern = r"^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$")
         )
     )]
-    pub allowed_states: Vec<String>,
-    /// Also read the state from this ROS topic (exported by the bridge as `robofleet_robot_state`).
+    pub allow_when: Vec<String>,
+    /// Also read the state from this ROS topic (exported by the bridge as
+    /// `robofleet_robot_state`); a robot is allowed only when every known source says so.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_topic: Option<Topic>,
+    /// How long a wave waits for its deferred robots, counted from the wave's start (Go
+    /// duration). Also bounds the wait for robots whose stop lock is engaged.
+    #[serde(default = "default_defer_timeout")]
+    pub defer_timeout: GoDuration,
+    /// What happens to robots still deferred after `deferTimeout`: `Skip` (default: the wave goes
+    /// on without them; they are updated when they become allowed), `Force` (update them anyway,
+    /// except a robot whose stop lock is engaged, which is skipped) or `Fail` (abort the
+    /// rollout).
+    #[serde(default)]
+    pub on_timeout: OnTimeout,
+}
+
+/// What happens to robots still deferred after `deferTimeout`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum OnTimeout {
+    /// The wave goes on without them; they are updated when they become allowed.
+    #[default]
+    Skip,
+    /// Update them although their state is not allowed (never through an engaged stop lock).
+    Force,
+    /// Abort the rollout.
+    Fail,
+}
+
+/// Whether an engaged safety stop lock defers a robot's update.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum SafetyStopGate {
+    /// Never update a robot whose stop lock is engaged.
+    #[default]
+    Defer,
+    /// Update it anyway.
+    Ignore,
 }
 
 /// A SensorSim run against each new revision before wave 1.
@@ -328,4 +451,10 @@ fn default_failure_limit() -> u32 {
 }
 fn default_states() -> Vec<String> {
     vec!["idle".into(), "charging".into()]
+}
+fn default_defer_timeout() -> GoDuration {
+    GoDuration::from("30m")
+}
+fn default_true() -> bool {
+    true
 }
