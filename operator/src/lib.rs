@@ -12,6 +12,7 @@
 //! selected robot, conflicts per robot and stop topic). SensorSim, waves and analysis come next.
 
 pub mod apply;
+pub mod client;
 pub mod config;
 pub mod controller;
 pub mod core;
@@ -38,13 +39,14 @@ pub const OWNED_PODS: &str = "app.kubernetes.io/managed-by=robofleet-operator";
 
 /// Runs the operator until SIGTERM or Ctrl-C. The metrics endpoint and the Node cache start at
 /// once; the controllers (everything that writes) start only when `leadership` resolves, so a
-/// standby keeps a warm cache and takes over without relisting the fleet's Nodes.
+/// standby keeps a warm cache and takes over without relisting the fleet's Nodes. `metrics` is
+/// the registry the client counts its requests in ([`client::counting_client`]).
 pub async fn run(
     config: Config,
     client: Client,
+    metrics: Arc<Metrics>,
     leadership: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let metrics = Arc::new(Metrics::default());
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let server = {
         let metrics = metrics.clone();

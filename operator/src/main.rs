@@ -60,11 +60,12 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     let config = cli.args.validate()?;
-    let client = kube::Client::try_default().await?;
+    let metrics = std::sync::Arc::new(robofleet_operator::metrics::Metrics::default());
+    let client = robofleet_operator::client::counting_client(metrics.clone()).await?;
     tracing::info!(metrics = %config.metrics_addr, images = config.images.entries.len(), "starting");
     let l = cli.leader;
     if !l.leader_election {
-        return robofleet_operator::run(config, client, std::future::ready(())).await;
+        return robofleet_operator::run(config, client, metrics, std::future::ready(())).await;
     }
     let identity = l.identity.unwrap_or_else(|| {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
@@ -84,7 +85,7 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(%identity, lease = %l.lease_name, "waiting to become leader");
     // The operator starts at once (warm Node cache) and begins writing when `won` fires.
     let (won_tx, won_rx) = tokio::sync::oneshot::channel::<()>();
-    let operator = robofleet_operator::run(config, client, async move {
+    let operator = robofleet_operator::run(config, client, metrics, async move {
         if won_rx.await.is_err() {
             std::future::pending::<()>().await;
         }

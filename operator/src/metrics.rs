@@ -39,11 +39,21 @@ pub struct OutcomeLabels {
     pub outcome: &'static str,
 }
 
+/// Labels of `robofleet_operator_api_requests_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApiLabels {
+    /// Kubernetes verb (`get`, `list`, `watch`, `create`, `update`, `patch`, `delete`, ...).
+    pub verb: &'static str,
+    /// Resource plural, with the subresource (`pods`, `inferenceservices/status`).
+    pub resource: String,
+}
+
 /// Reconcile metrics, registered once.
 pub struct Metrics {
     registry: Registry,
     reconciles: Family<ReconcileLabels, Counter>,
     scrapes: Family<OutcomeLabels, Counter>,
+    api_requests: Family<ApiLabels, Counter>,
     durations: Family<KindLabels, Histogram>,
     ready: AtomicBool,
 }
@@ -72,10 +82,17 @@ impl Default for Metrics {
             "Scrapes of robot pods by outcome",
             scrapes.clone(),
         );
+        let api_requests = Family::<ApiLabels, Counter>::default();
+        registry.register(
+            "api_requests",
+            "Requests the operator sent to the Kubernetes API, by verb and resource",
+            api_requests.clone(),
+        );
         Self {
             registry,
             reconciles,
             scrapes,
+            api_requests,
             durations,
             ready: AtomicBool::new(false),
         }
@@ -95,6 +112,13 @@ impl Metrics {
     /// Counts one scrape of a robot pod.
     pub fn scraped(&self, outcome: &'static str) {
         self.scrapes.get_or_create(&OutcomeLabels { outcome }).inc();
+    }
+
+    /// Counts one request to the Kubernetes API.
+    pub fn api_request(&self, verb: &'static str, resource: String) {
+        self.api_requests
+            .get_or_create(&ApiLabels { verb, resource })
+            .inc();
     }
 
     /// Marks the operator ready (caches synced) for `/readyz`.
