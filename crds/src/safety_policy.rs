@@ -32,6 +32,7 @@ use crate::rollout::RolloutPhase;
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Enforcing", type_ = "integer", json_path = ".status.robots.enforcing", description = "robots whose stop lock has a consumer"),
     printcolumn(name = "Total", type_ = "integer", json_path = ".status.robots.total", description = "selected robots"),
+    printcolumn(name = "Pending", type_ = "string", json_path = ".status.pendingHash", description = "relaxing change waiting for robofleet.io/approve=<this hash>"),
     printcolumn(name = "Stop-Topic", type_ = "string", json_path = ".spec.output.stopTopic", priority = 1),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     printcolumn(name = "Message", type_ = "string", json_path = ".status.message", priority = 1)
@@ -344,16 +345,27 @@ pub struct SafetyPolicyStatus {
     /// would block Argo CD sync waves).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<RolloutPhase>,
-    /// Hash of the policy the monitors enforce.
+    /// Hash of the policy the monitors enforce (the policy file without the reset nonce).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active_hash: Option<String>,
-    /// Hash of a relaxing change waiting for `robofleet.io/approve=<hash>`.
+    /// Hash of a relaxing change waiting for `robofleet.io/approve=<hash>` (the condition
+    /// `ApprovalPending` says what relaxes). It covers the new policy, the robots it would release
+    /// and the last approval, so an old approval never approves a new change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_hash: Option<String>,
+    /// The last approval the operator acted on (a `pendingHash` that `robofleet.io/approve`
+    /// named).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_hash: Option<String>,
     /// Robot counts.
     #[serde(default)]
     pub robots: SafetyRobotCounts,
-    /// The last `robofleet.io/action` acknowledged (`reset@<nonce>`).
+    /// Up to 5 of the held robots (`robots.held`), by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 5))]
+    pub held_robots: Vec<String>,
+    /// The last `robofleet.io/action` acknowledged (`reset@<nonce>`): relayed into the policy file
+    /// the monitors hot-reload. A nonce already acknowledged is not relayed again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_action: Option<String>,
 }
@@ -383,6 +395,10 @@ pub struct SafetyRobotCounts {
     /// Robots whose monitor pod failed.
     #[serde(default)]
     pub failed: u32,
+    /// Robots no longer selected (selector change or relabel) whose monitor stays until the
+    /// change is approved; not counted in `total`.
+    #[serde(default)]
+    pub held: u32,
 }
 
 fn default_hundred() -> u32 {
