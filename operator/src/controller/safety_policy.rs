@@ -1,14 +1,16 @@
-//! SafetyPolicy controller: fetch → validate and find conflicts (pure, `core::safety`) → apply the
-//! policy ConfigMap and one monitor pod per selected robot → status, written only on change.
+//! SafetyPolicy controller: fetch → validate, find conflicts and decide what waits for approval
+//! (pure, `core::safety`) → apply the policy ConfigMap, the record of approved robots and one
+//! monitor pod per monitored robot → status, written only on change → one Event per transition.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Api, Resource, ResourceExt};
 use robofleet_crds::SafetyPolicy;
 use robofleet_crds::conditions::reasons;
@@ -20,7 +22,9 @@ use super::Context;
 use crate::apply::{FIELD_MANAGER, apply};
 use crate::core::isvc::Owner;
 use crate::core::robots::{self, Robot};
-use crate::core::safety::{self, MonitorObservation, MonitorSettings, PolicyClaim};
+use crate::core::safety::approval::{self, Applied};
+use crate::core::safety::transitions::{self, Transition};
+use crate::core::safety::{self, Enforcement, MonitorObservation, MonitorSettings, PolicyClaim};
 use crate::core::status::Blocker;
 use crate::scrape;
 
@@ -124,6 +128,14 @@ async fn reconcile_inner(obj: &SafetyPolicy, ctx: &Context) -> Result<Action, Er
         })
         .map(|p| claim(p, &robots_all))
         .collect();
+    // What was applied, as it survives restarts: the policy file the monitors read, the record
+    // of approved robots.
+    let cm_api: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let policy_cm = cm_api.get_opt(&safety::config_map_name(&name)).await?;
+    let record = cm_api
+        .get_opt(&safety::record_name(&name))
+        .await?
+        .map(|cm| safety::parse_record(&cm));
 
     // ---- validate and decide (pure)
     let mut blocker = None;
@@ -167,15 +179,78 @@ async fn reconcile_inner(obj: &SafetyPolicy, ctx: &Context) -> Result<Action, Er
             ),
         });
     }
-    let nonce = safety::reset_nonce(
-        obj.annotations()
-            .get(safety::ACTION_ANNOTATION)
-            .map(String::as_str),
-    );
-    let file = safety::policy_file(&name, &obj.spec, nonce.as_deref());
-    let hash = safety::policy_hash(&file);
     // A conflict keeps the monitors on the robots this policy does not lose.
     let placeable = allowed && image.is_some();
+    let live: Vec<&Pod> = pods
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .collect();
+    let has_monitor = |robot: &str| {
+        live.iter()
+            .any(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(robot))
+    };
+    // Robots about to get a monitor that another policy still holds wait for that approval.
+    let wanted: Vec<String> = selected
+        .iter()
+        .filter(|r| !lost.contains_key(&r.name) && !has_monitor(&r.name))
+        .map(|r| r.name.clone())
+        .collect();
+    let deferred = if placeable && !wanted.is_empty() {
+        held_elsewhere(ctx, &me, &wanted, &others).await?
+    } else {
+        BTreeMap::new()
+    };
+    if let Some((robot, holder)) = deferred.iter().next() {
+        blocker.get_or_insert(Blocker {
+            reason: reasons::CONFLICT,
+            message: format!(
+                "{} selected robot(s) (e.g. {robot}) keep the monitor of policy {holder} until its \
+                 owner approves their release; one policy per robot and stop topic",
+                deferred.len()
+            ),
+        });
+    }
+
+    // ---- approvals (pure)
+    let robot_names: BTreeSet<String> = robots_all.iter().map(|r| r.name.clone()).collect();
+    let mine: BTreeSet<String> = selected
+        .iter()
+        .map(|r| r.name.clone())
+        .filter(|r| !lost.contains_key(r) && !deferred.contains_key(r))
+        .collect();
+    let applied = policy_cm
+        .as_ref()
+        .and_then(safety::file_of)
+        .and_then(safety::parse_policy_file)
+        .map(|spec| Applied {
+            spec,
+            // No record yet (an operator from before records): the robots with a monitor.
+            robots: record.clone().unwrap_or_else(|| {
+                live.iter()
+                    .filter_map(|p| p.spec.as_ref()?.node_name.clone())
+                    .collect()
+            }),
+        });
+    let annotations = obj.annotations();
+    let last = obj.status.as_ref();
+    let decision = approval::decide(&approval::Input {
+        name: &name,
+        spec: &obj.spec,
+        applied: applied.as_ref(),
+        selected: &mine,
+        robots: &robot_names,
+        approve: annotations
+            .get(approval::APPROVE_ANNOTATION)
+            .map(String::as_str),
+        approved_hash: last.and_then(|s| s.approved_hash.as_deref()),
+    });
+    let action = annotations
+        .get(safety::ACTION_ANNOTATION)
+        .map(String::as_str);
+    let nonce = safety::relay_nonce(action, last.and_then(|s| s.last_action.as_deref()));
+    let file = safety::policy_file(&name, &decision.enforce, nonce.as_deref());
+    let hash = safety::policy_hash(&safety::policy_file(&name, &decision.enforce, None));
+    let pending_message = decision.pending_message(&ns, &name);
 
     // ---- apply
     let mut converging = false;
@@ -188,9 +263,13 @@ async fn reconcile_inner(obj: &SafetyPolicy, ctx: &Context) -> Result<Action, Er
                 .controller_owner_ref(&())
                 .ok_or(Error::MissingMetadata)?,
         };
+        // The policy first, then the record: a crash in between decides the same again.
         let cm = safety::config_map(&owner, file);
-        let cm_api: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
         apply(&cm_api, &safety::config_map_name(&name), &cm).await?;
+        if record.as_ref() != Some(&decision.monitored) {
+            let rec = safety::record_config_map(&owner, &decision.monitored);
+            apply(&cm_api, &safety::record_name(&name), &rec).await?;
+        }
         let settings = MonitorSettings {
             image,
             priority_class: ctx.config.safety_priority_class.clone(),
@@ -199,9 +278,9 @@ async fn reconcile_inner(obj: &SafetyPolicy, ctx: &Context) -> Result<Action, Er
             cpu_request: "50m".into(),
         };
         let (template, revision) = safety::monitor_template(&owner, &settings);
-        let desired: Vec<Pod> = selected
+        let desired: Vec<Pod> = robots_all
             .iter()
-            .filter(|r| !lost.contains_key(&r.name))
+            .filter(|r| decision.monitored.contains(&r.name))
             .map(|robot| safety::monitor_pod(&owner, &template, &revision, robot))
             .collect();
         converging = super::converge_pods(&pods_api, &desired, &pods).await?;
@@ -209,6 +288,9 @@ async fn reconcile_inner(obj: &SafetyPolicy, ctx: &Context) -> Result<Action, Er
 
     // ---- low-rate scrape: who consumes each monitor's stop lock
     let consumers = scrape_consumers(ctx, &format!("{ns}/{name}"), &name, &pods).await;
+
+    // The reset asked for is in the policy file now: acknowledged.
+    let acknowledged = safety::reset_nonce(action).map(|n| format!("reset@{n}"));
 
     // ---- status (pure, written only on change)
     let observations: Vec<MonitorObservation> = pods
@@ -242,7 +324,22 @@ async fn reconcile_inner(obj: &SafetyPolicy, ctx: &Context) -> Result<Action, Er
         },
         &selected,
         &observations,
-        placeable.then_some(hash.as_str()),
+        &if placeable {
+            Enforcement {
+                active_hash: Some(&hash),
+                pending: decision.pending.as_ref().map(|p| {
+                    (
+                        p.hash.as_str(),
+                        pending_message.as_deref().unwrap_or_default(),
+                    )
+                }),
+                approved_hash: decision.approved_hash.as_deref(),
+                held: Some(&decision.held),
+                last_action: acknowledged.as_deref(),
+            }
+        } else {
+            Enforcement::default()
+        },
         blocker,
         &now,
     );
@@ -258,8 +355,16 @@ async fn reconcile_inner(obj: &SafetyPolicy, ctx: &Context) -> Result<Action, Er
             &Patch::Apply(&patch),
         )
         .await?;
+        publish(
+            ctx,
+            obj,
+            transitions::transitions(obj.status.as_ref(), &new_status),
+        )
+        .await;
     }
     // Another policy's deletion ends a conflict without an event on this one: look again soon.
+    // Robots another policy holds (`deferred`) are a Conflict too, looked at every 15 s: a robot
+    // between two monitors has a silent lock, which its consumers treat as stop.
     let soon = converging || new_status.phase == Some(RolloutPhase::Progressing);
     let unscraped = observations
         .iter()
@@ -271,6 +376,62 @@ async fn reconcile_inner(obj: &SafetyPolicy, ctx: &Context) -> Result<Action, Er
     } else {
         Duration::from_secs(60)
     }))
+}
+
+/// The robots of `wanted` another policy holds on the same stop topic (reads the record of each
+/// other policy; called only when robots are about to get a monitor, so settled policies read
+/// nothing).
+async fn held_elsewhere(
+    ctx: &Context,
+    me: &PolicyClaim,
+    wanted: &[String],
+    others: &[PolicyClaim],
+) -> Result<BTreeMap<String, String>, Error> {
+    let mut records = Vec::new();
+    for other in others.iter().filter(|o| o.key != me.key) {
+        let Some((ns, name)) = other.key.split_once('/') else {
+            continue;
+        };
+        let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
+        if let Some(cm) = api.get_opt(&safety::record_name(name)).await? {
+            records.push((other.clone(), safety::parse_record(&cm)));
+        }
+    }
+    Ok(safety::held_elsewhere(me, wanted, &records))
+}
+
+/// Publishes the Events of a status change; failures are only logged.
+async fn publish(ctx: &Context, obj: &SafetyPolicy, events: Vec<Transition>) {
+    static RECORDER: OnceLock<Recorder> = OnceLock::new();
+    if events.is_empty() {
+        return;
+    }
+    let recorder = RECORDER.get_or_init(|| {
+        Recorder::new(
+            ctx.client.clone(),
+            Reporter {
+                controller: "robofleet-operator".into(),
+                instance: None,
+            },
+        )
+    });
+    let reference = obj.object_ref(&());
+    for t in events {
+        let event = Event {
+            type_: if t.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: t.reason,
+            note: Some(t.note),
+            action: t.action,
+            secondary: None,
+        };
+        if let Err(e) = recorder.publish(&event, &reference).await {
+            tracing::debug!(error = %e, "could not publish event");
+        }
+    }
 }
 
 /// Most monitors scraped per reconcile (monitors not yet known first; the rest wait).

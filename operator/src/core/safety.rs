@@ -2,8 +2,16 @@
 //! selected robot. The pod never carries the policy itself: a policy change rewrites the ConfigMap
 //! and the monitor hot-reloads it, so no robot is unmonitored during a change. The pod's revision
 //! is a hash of the pod template alone (image, port, priority class, resources).
+//!
+//! Relaxing changes wait for approval ([`approval`], with the zone geometry in [`containment`]);
+//! what was applied survives restarts in the policy ConfigMap and a record ConfigMap of the
+//! approved robots. [`transitions`] picks the Events a status change deserves.
 
-use std::collections::BTreeMap;
+pub mod approval;
+pub mod containment;
+pub mod transitions;
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::{
     ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, HTTPGetAction, Pod,
@@ -60,6 +68,68 @@ pub fn reset_nonce(action: Option<&str>) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// The reset nonce the policy file carries: the one `robofleet.io/action` asks for, else the one
+/// last acknowledged (`status.lastAction`). The file keeps the acknowledged nonce, so a monitor
+/// (which resets only when the nonce changes, and takes the one it starts with as given) never
+/// sees the same reset twice.
+pub fn relay_nonce(action: Option<&str>, last_action: Option<&str>) -> Option<String> {
+    reset_nonce(action).or_else(|| reset_nonce(last_action))
+}
+
+/// Name of the record of the robots whose monitors are approved (not mounted by any pod).
+pub fn record_name(policy: &str) -> String {
+    format!("safety-{policy}-approved")
+}
+
+/// Key of the robot list (one name per line) in the record.
+pub const RECORD_KEY: &str = "robots";
+
+/// The record ConfigMap of approved robots.
+pub fn record_config_map(owner: &Owner, robots: &BTreeSet<String>) -> ConfigMap {
+    let list: Vec<&str> = robots.iter().map(String::as_str).collect();
+    ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(record_name(&owner.name)),
+            namespace: Some(owner.namespace.clone()),
+            labels: Some(child_labels(owner, "safety-record")),
+            owner_references: Some(vec![owner.reference.clone()]),
+            ..Default::default()
+        },
+        data: Some(BTreeMap::from([(RECORD_KEY.to_owned(), list.join("\n"))])),
+        ..Default::default()
+    }
+}
+
+/// The robots a record names.
+pub fn parse_record(cm: &ConfigMap) -> BTreeSet<String> {
+    cm.data
+        .as_ref()
+        .and_then(|d| d.get(RECORD_KEY))
+        .map(|t| {
+            t.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The policy file a ConfigMap holds, if any.
+pub fn file_of(cm: &ConfigMap) -> Option<&str> {
+    cm.data.as_ref()?.get(CONFIG_KEY).map(String::as_str)
+}
+
+/// The policy a policy file enforces (the inverse of [`policy_file`], without `robotSelector` and
+/// with the default `minEnforcingPercent`); `None` if it does not parse.
+pub fn parse_policy_file(file: &str) -> Option<SafetyPolicySpec> {
+    let mut value: serde_json::Value = serde_json::from_str(file).ok()?;
+    let map = value.as_object_mut()?;
+    map.remove("name");
+    map.remove("resetNonce");
+    serde_json::from_value(value).ok()
+}
+
 /// The policy file the monitor reads: the spec's own layout plus `name` (the metrics label) and
 /// the reset nonce. JSON is YAML, and serialisation order is fixed by the types.
 pub fn policy_file(name: &str, spec: &SafetyPolicySpec, nonce: Option<&str>) -> String {
@@ -76,7 +146,8 @@ pub fn policy_file(name: &str, spec: &SafetyPolicySpec, nonce: Option<&str>) -> 
     serde_json::to_string_pretty(&value).unwrap_or_default()
 }
 
-/// Hash of what the monitors enforce (`status.activeHash`).
+/// Hash of a policy file (`status.activeHash` hashes the file without the reset nonce, so a reset
+/// is no policy change).
 pub fn policy_hash(file: &str) -> String {
     short_hash(file.as_bytes(), 10)
 }
@@ -230,6 +301,28 @@ pub fn conflicts(me: &PolicyClaim, others: &[PolicyClaim]) -> BTreeMap<String, S
     lost
 }
 
+/// The robots of `wanted` that another policy still holds (no longer selects, but keeps its
+/// monitor until its owner approves the release) on the same stop topic, with that policy's key.
+/// They wait: two monitors must never publish one robot's stop lock. `others` pairs each other
+/// policy's claim with the robots its record names.
+pub fn held_elsewhere(
+    me: &PolicyClaim,
+    wanted: &[String],
+    others: &[(PolicyClaim, BTreeSet<String>)],
+) -> BTreeMap<String, String> {
+    let mut held = BTreeMap::new();
+    for (other, record) in others.iter().filter(|(o, _)| o.key != me.key) {
+        for robot in wanted {
+            let holds = record.contains(robot) && !other.robots.contains(robot);
+            if holds && resolve(&other.stop_topic, robot) == resolve(&me.stop_topic, robot) {
+                held.entry(robot.clone())
+                    .or_insert_with(|| other.key.clone());
+            }
+        }
+    }
+    held
+}
+
 /// What the operator saw of one monitor pod.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MonitorObservation {
@@ -252,13 +345,28 @@ pub struct Target {
     pub min_enforcing_percent: u32,
 }
 
+/// What runs and what waits, as status reports it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Enforcement<'a> {
+    /// Hash of the policy the monitors enforce (`None`: nothing was applied; keep the last).
+    pub active_hash: Option<&'a str>,
+    /// The change waiting for approval: its hash and the `ApprovalPending` message.
+    pub pending: Option<(&'a str, &'a str)>,
+    /// The last approval acted on (`None`: keep the last).
+    pub approved_hash: Option<&'a str>,
+    /// Robots no longer selected that keep their monitor until approved.
+    pub held: Option<&'a BTreeSet<String>>,
+    /// The reset acknowledged now (`reset@<nonce>`; `None`: keep the last).
+    pub last_action: Option<&'a str>,
+}
+
 /// Computes the new status; returns it and whether it differs from `previous`.
 pub fn compute_status(
     previous: Option<&SafetyPolicyStatus>,
     target: Target,
     robots: &[&Robot],
     pods: &[MonitorObservation],
-    active_hash: Option<&str>,
+    enforcement: &Enforcement<'_>,
     blocker: Option<Blocker>,
     now: &Time,
 ) -> (SafetyPolicyStatus, bool) {
@@ -393,271 +501,51 @@ pub fn compute_status(
             now,
         );
     }
+    let (pending, approval_message) = match enforcement.pending {
+        Some((_, m)) => (true, m.to_owned()),
+        None => (false, "no relaxing change waits for approval".to_owned()),
+    };
+    set_condition(
+        &mut status.common.conditions,
+        DesiredCondition {
+            type_: types::APPROVAL_PENDING,
+            status: pending,
+            reason: if pending {
+                reasons::APPROVAL_REQUIRED
+            } else {
+                reasons::AS_EXPECTED
+            },
+            message: approval_message,
+        },
+        generation,
+        now,
+    );
+    let message = match enforcement.pending {
+        Some((hash, _)) => format!(
+            "{message}; a relaxing change waits for {}={hash} (see condition ApprovalPending)",
+            approval::APPROVE_ANNOTATION
+        ),
+        None => message,
+    };
     status.phase = Some(phase);
     status.common.message = Some(message);
     status.common.observed_generation = generation;
-    if let Some(h) = active_hash {
+    if let Some(h) = enforcement.active_hash {
         status.active_hash = Some(h.to_owned());
+    }
+    status.pending_hash = enforcement.pending.map(|(h, _)| h.to_owned());
+    if let Some(h) = enforcement.approved_hash {
+        status.approved_hash = Some(h.to_owned());
+    }
+    let held = enforcement.held.cloned().unwrap_or_default();
+    status.robots.held = held.len() as u32;
+    status.held_robots = approval::held_sample(&held);
+    if let Some(a) = enforcement.last_action {
+        status.last_action = Some(a.to_owned());
     }
     let changed = status != before;
     (status, changed)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::core::naming::pod_name;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-    use robofleet_crds::SafetyPolicy;
-    use robofleet_crds::conditions::find_condition;
-    use robofleet_crds::labels;
-
-    fn policy(extra: serde_json::Value) -> SafetyPolicy {
-        let mut v = serde_json::json!({
-            "apiVersion": "robofleet.io/v1alpha1", "kind": "SafetyPolicy",
-            "metadata": {"name": "front", "namespace": "fleet"},
-            "spec": {"zones": [{"name": "front", "shape": "sector", "action": "stop",
-                                "minAngleDeg": -30, "maxAngleDeg": 30, "range": 0.35}]}
-        });
-        if let (Some(spec), Some(extra)) = (v["spec"].as_object_mut(), extra.as_object()) {
-            spec.extend(extra.clone());
-        }
-        serde_json::from_value(v).unwrap()
-    }
-
-    fn owner() -> Owner {
-        Owner {
-            kind: "SafetyPolicy".into(),
-            name: "front".into(),
-            namespace: "fleet".into(),
-            reference: OwnerReference {
-                api_version: "robofleet.io/v1alpha1".into(),
-                kind: "SafetyPolicy".into(),
-                name: "front".into(),
-                uid: "u".into(),
-                controller: Some(true),
-                ..Default::default()
-            },
-        }
-    }
-
-    fn settings() -> MonitorSettings {
-        MonitorSettings {
-            image: "robofleet/ros2-bridge@sha256:00".into(),
-            priority_class: "robofleet-safety-critical".into(),
-            metrics_port: 9470,
-            memory: "64Mi".into(),
-            cpu_request: "50m".into(),
-        }
-    }
-
-    fn robot(name: &str, ready: bool) -> Robot {
-        Robot {
-            name: name.into(),
-            labels: BTreeMap::from([(labels::ROS_DOMAIN_ID.to_owned(), "7".to_owned())]),
-            ready,
-        }
-    }
-
-    #[test]
-    fn the_policy_file_is_the_spec_with_name_and_nonce() {
-        let p = policy(serde_json::json!({"robotSelector": {"matchLabels": {"a": "b"}}}));
-        let file = policy_file("front", &p.spec, Some("n1"));
-        let v: serde_json::Value = serde_json::from_str(&file).unwrap();
-        assert_eq!(v["name"], "front");
-        assert_eq!(v["resetNonce"], "n1");
-        assert_eq!(v["zones"][0]["range"], 0.35);
-        assert_eq!(v["output"]["stopTopic"], "/safety/stop");
-        assert!(v.get("robotSelector").is_none());
-        assert!(v.get("minEnforcingPercent").is_none());
-        assert_ne!(
-            policy_hash(&file),
-            policy_hash(&policy_file("front", &p.spec, None))
-        );
-    }
-
-    #[test]
-    fn reset_nonce_only_from_reset_actions() {
-        assert_eq!(reset_nonce(Some("reset@abc")), Some("abc".into()));
-        assert_eq!(reset_nonce(Some("reset@")), None);
-        assert_eq!(reset_nonce(Some("promote")), None);
-        assert_eq!(reset_nonce(None), None);
-    }
-
-    #[test]
-    fn monitor_pods_follow_the_contract_and_ignore_policy_content() {
-        let (spec, rev) = monitor_template(&owner(), &settings());
-        let pod = monitor_pod(&owner(), &spec, &rev, &robot("robot-1", true));
-        let ps = pod.spec.as_ref().unwrap();
-        assert_eq!(ps.host_network, Some(true));
-        assert_eq!(ps.automount_service_account_token, Some(false));
-        assert_eq!(
-            ps.priority_class_name.as_deref(),
-            Some("robofleet-safety-critical")
-        );
-        assert!(
-            ps.tolerations
-                .as_ref()
-                .unwrap()
-                .iter()
-                .all(|t| t.toleration_seconds.is_none())
-        );
-        let c = &ps.containers[0];
-        let res = c.resources.as_ref().unwrap();
-        let limits = res.limits.as_ref().unwrap();
-        let requests = res.requests.as_ref().unwrap();
-        assert_eq!(limits.get("memory"), requests.get("memory"));
-        assert!(limits.get("cpu").is_none() && requests.contains_key("cpu"));
-        let args = c.args.as_ref().unwrap();
-        assert!(args.contains(&"--config=/etc/robofleet/safety/policy.yaml".to_owned()));
-        assert!(args.contains(&"--metrics-addr=$(HOST_IP):9470".to_owned()));
-        let probe = c
-            .readiness_probe
-            .as_ref()
-            .unwrap()
-            .http_get
-            .as_ref()
-            .unwrap();
-        assert_eq!(probe.path.as_deref(), Some("/readyz"));
-        let env = c.env.as_ref().unwrap();
-        assert!(
-            env.iter()
-                .any(|e| e.name == "ROS_DOMAIN_ID" && e.value.as_deref() == Some("7"))
-        );
-        let name = pod.metadata.name.unwrap();
-        assert_eq!(name, pod_name("safety", "front", "robot-1"));
-        let l = pod.metadata.labels.unwrap();
-        assert_eq!(l.get(labels::REVISION), Some(&rev));
-        assert_eq!(
-            l.get("app.kubernetes.io/managed-by").map(String::as_str),
-            Some("robofleet-operator")
-        );
-        // The revision depends on the template only: a different policy is the same revision.
-        let (_, rev2) = monitor_template(&owner(), &settings());
-        assert_eq!(rev, rev2);
-        let mut other = settings();
-        other.image = "robofleet/ros2-bridge@sha256:11".into();
-        assert_ne!(rev, monitor_template(&owner(), &other).1);
-    }
-
-    fn claim(key: &str, secs: i64, topic: &str, robots: &[&str]) -> PolicyClaim {
-        PolicyClaim {
-            key: key.into(),
-            created: Some(Time(
-                k8s_openapi::jiff::Timestamp::from_second(secs).unwrap(),
-            )),
-            stop_topic: topic.into(),
-            robots: robots.iter().map(|r| (*r).to_owned()).collect(),
-        }
-    }
-
-    #[test]
-    fn the_older_policy_wins_per_robot_and_stop_topic() {
-        let old = claim("fleet/a", 10, "/safety/stop", &["r1", "r2"]);
-        let new = claim("fleet/b", 20, "/safety/stop", &["r2", "r3"]);
-        let other_topic = claim("fleet/c", 5, "/other/stop", &["r1", "r2", "r3"]);
-        let all = vec![old.clone(), new.clone(), other_topic];
-        assert!(conflicts(&old, &all).is_empty());
-        let lost = conflicts(&new, &all);
-        assert_eq!(lost.len(), 1);
-        assert_eq!(lost.get("r2").map(String::as_str), Some("fleet/a"));
-        // Same creation time: the name decides.
-        let twin = claim("fleet/0", 10, "/safety/stop", &["r1"]);
-        assert_eq!(conflicts(&old, std::slice::from_ref(&twin)).len(), 1);
-        assert!(conflicts(&twin, &[old]).is_empty());
-        // ${ROBOT} topics resolve per robot before comparing.
-        let per_robot = claim("fleet/d", 1, "/${ROBOT}/stop", &["r3"]);
-        let literal = claim("fleet/e", 2, "/r3/stop", &["r3"]);
-        assert_eq!(conflicts(&literal, &[per_robot]).len(), 1);
-    }
-
-    fn target(generation: i64, min_enforcing_percent: u32) -> Target {
-        Target {
-            generation: Some(generation),
-            min_enforcing_percent,
-        }
-    }
-
-    #[test]
-    fn status_counts_and_conditions() {
-        let now = Time(k8s_openapi::jiff::Timestamp::from_second(100).unwrap());
-        let (r1, r2) = (robot("r1", true), robot("r2", false));
-        let robots = [&r1, &r2];
-        let pods = [MonitorObservation {
-            robot: "r1".into(),
-            ready: true,
-            failed: false,
-            consumers: Some(1),
-        }];
-        let (s, changed) =
-            compute_status(None, target(3, 100), &robots, &pods, Some("h"), None, &now);
-        assert!(changed);
-        assert_eq!(s.phase, Some(RolloutPhase::Healthy));
-        assert_eq!(
-            (s.robots.total, s.robots.ready, s.robots.offline),
-            (2, 1, 1)
-        );
-        assert_eq!(s.active_hash.as_deref(), Some("h"));
-        assert_eq!(s.common.observed_generation, Some(3));
-        let (_, again) = compute_status(
-            Some(&s),
-            target(3, 100),
-            &robots,
-            &pods,
-            Some("h"),
-            None,
-            &now,
-        );
-        assert!(!again, "unchanged observations write nothing");
-
-        let (s, _) = compute_status(None, target(1, 100), &[], &[], None, None, &now);
-        let stalled = find_condition(&s.common.conditions, types::STALLED).unwrap();
-        assert_eq!(
-            (stalled.status.as_str(), stalled.reason.as_str()),
-            ("True", reasons::NO_MATCHING_ROBOTS)
-        );
-
-        let b = Blocker {
-            reason: reasons::CONFLICT,
-            message: "conflict".into(),
-        };
-        let (s, _) = compute_status(None, target(1, 100), &robots, &pods, None, Some(b), &now);
-        assert_eq!(s.phase, Some(RolloutPhase::Degraded));
-        let stalled = find_condition(&s.common.conditions, types::STALLED).unwrap();
-        assert_eq!(stalled.reason, reasons::CONFLICT);
-    }
-
-    #[test]
-    fn monitors_nobody_consumes_are_unconsumed_and_all_unconsumed_is_not_ready() {
-        let now = Time(k8s_openapi::jiff::Timestamp::from_second(100).unwrap());
-        let (r1, r2) = (robot("r1", true), robot("r2", true));
-        let robots = [&r1, &r2];
-        let pod = |robot: &str, consumers| MonitorObservation {
-            robot: robot.into(),
-            ready: true,
-            failed: false,
-            consumers,
-        };
-        let pods = [pod("r1", Some(2)), pod("r2", Some(0))];
-        let (s, _) = compute_status(None, target(1, 50), &robots, &pods, None, None, &now);
-        assert_eq!((s.robots.enforcing, s.robots.unconsumed), (1, 1));
-        assert_eq!(s.phase, Some(RolloutPhase::Healthy));
-        // 1 of 2 online robots enforcing is short of 100%.
-        let (s100, _) = compute_status(None, target(1, 100), &robots, &pods, None, None, &now);
-        let ready = find_condition(&s100.common.conditions, types::READY).unwrap();
-        assert_eq!(ready.reason, reasons::NOT_ENOUGH_ENFORCING);
-        assert_eq!(s100.phase, Some(RolloutPhase::Degraded));
-        let pods = [pod("r1", Some(0)), pod("r2", Some(0))];
-        let (s, _) = compute_status(Some(&s), target(1, 100), &robots, &pods, None, None, &now);
-        let ready = find_condition(&s.common.conditions, types::READY).unwrap();
-        assert_eq!(
-            (ready.status.as_str(), ready.reason.as_str()),
-            ("False", reasons::NO_STOP_CONSUMER)
-        );
-        // Not known yet is neither enforcing nor unconsumed.
-        let pods = [pod("r1", None), pod("r2", Some(0))];
-        let (s, _) = compute_status(Some(&s), target(1, 100), &robots, &pods, None, None, &now);
-        assert_eq!((s.robots.enforcing, s.robots.unconsumed), (0, 1));
-        assert_eq!(s.phase, Some(RolloutPhase::Healthy));
-    }
-}
+mod tests;
