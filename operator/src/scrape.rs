@@ -288,6 +288,73 @@ robofleet_escaped{path="a\"b\\c"} 2.5e0
         assert!(loaded_model(&parse("garbage{{{\n").0).is_none());
     }
 
+    /// Real pages: what the sidecar and the bridge expose (captured from the e2e runs).
+    #[test]
+    fn the_committed_corpus_parses_without_malformed_lines() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/metrics");
+        let mut pages = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().and_then(|e| e.to_str()) != Some("txt") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            let (samples, malformed) = parse(&text);
+            assert_eq!(malformed, 0, "{}", path.display());
+            let lines = text
+                .lines()
+                .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+                .count();
+            assert_eq!(samples.len(), lines, "{}", path.display());
+            pages += 1;
+        }
+        assert!(pages >= 2, "corpus present");
+    }
+
+    fn escape(v: &str) -> String {
+        v.replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n")
+    }
+
+    use proptest::prelude::*;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// Arbitrary bytes (lossily decoded as a scrape body would be) never panic, and every
+        /// line is either a sample or counted as malformed.
+        #[test]
+        fn arbitrary_input_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            let text = String::from_utf8_lossy(&bytes);
+            let (samples, malformed) = parse(&text);
+            let lines = text.lines().filter(|l| !l.trim().is_empty() && !l.trim().starts_with('#')).count();
+            proptest::prop_assert_eq!(samples.len() + malformed, lines);
+        }
+
+        /// Well-formed exposition lines come back exactly: names, escaped label values, values.
+        #[test]
+        fn valid_lines_round_trip(
+            name in "[a-zA-Z_:][a-zA-Z0-9_:]{0,30}",
+            labels in proptest::collection::btree_map("[a-zA-Z_][a-zA-Z0-9_]{0,10}", "\\PC{0,12}", 0..4),
+            value in any::<f64>().prop_filter("finite", |v| v.is_finite()),
+            timestamp in proptest::option::of(0u64..2_000_000_000_000),
+        ) {
+            let body: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{}\"", escape(v))).collect();
+            let mut line = if body.is_empty() { name.clone() } else { format!("{name}{{{}}}", body.join(",")) };
+            line.push_str(&format!(" {value}"));
+            if let Some(t) = timestamp {
+                line.push_str(&format!(" {t}"));
+            }
+            let (samples, malformed) = parse(&line);
+            proptest::prop_assert_eq!(malformed, 0, "{}", line);
+            proptest::prop_assert_eq!(samples.len(), 1);
+            proptest::prop_assert_eq!(&samples[0].name, &name);
+            proptest::prop_assert_eq!(&samples[0].labels, &labels);
+            proptest::prop_assert_eq!(samples[0].value, value);
+        }
+    }
+
     #[test]
     fn garbage_never_panics() {
         for text in [
