@@ -12,7 +12,7 @@ export ROBOFLEET_CLUSTER_STATE ?= $(CURDIR)/target/cluster
 TOOLS            ?= $(CACHE)/tools
 CARGO            ?= cargo
 
-.PHONY: help test demo cluster-up cluster-down generate check-generated lint ci-cold k8s-bins venv build-tests
+.PHONY: help test demo cluster-up cluster-down generate check-generated lint ci-cold k8s-bins venv build-tests argocd-harness
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -31,8 +31,16 @@ build-tests: venv ## compile every test binary (debug) before the network is cut
 	$(CARGO) test --workspace --no-run
 	$(CARGO) build --workspace --bins
 
+# Argo CD Lua scripts run under gopher-lua as Argo CD embeds it (tests/tests/argocd.rs); built
+# before the network is cut. C Lua 5.1 comes from the lua5.1 apt package (.ci/run installs it).
+export ROBOFLEET_ARGOCD_HARNESS ?= $(CACHE)/bin/argocd-lua-harness
+argocd-harness: $(ROBOFLEET_ARGOCD_HARNESS) ## the gopher-lua harness for the Argo CD scripts (Go module proxy: gopher-lua)
+
+$(ROBOFLEET_ARGOCD_HARNESS): tests/argocd/harness/main.go tests/argocd/harness/go.mod tests/argocd/harness/go.sum
+	cd tests/argocd/harness && GOWORK=off go build -buildvcs=false -o $@ .
+
 # The ONNX Runtime shared library comes from the PyPI onnxruntime wheel in the venv.
-test: k8s-bins build-tests ## all tests: unit, cluster, interop (starts and stops a local cluster in a loopback-only netns)
+test: k8s-bins build-tests argocd-harness ## all tests: unit, cluster, interop (starts and stops a local cluster in a loopback-only netns)
 	@ORT_DYLIB_PATH="$$(ls $(VENV)/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* 2>/dev/null | head -1)" \
 	  tests/run-in-netns.sh
 

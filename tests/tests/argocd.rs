@@ -327,12 +327,11 @@ fn harness() -> &'static Path {
         std::fs::create_dir_all(&out_dir).expect("harness output dir");
         let bin = out_dir.join("argocd-lua-harness");
         let out = Command::new("go")
-            .args(["build", "-o"])
+            .args(["build", "-buildvcs=false", "-o"])
             .arg(&bin)
             .arg(".")
             .current_dir(repo().join("tests/argocd/harness"))
             .env("GOWORK", "off")
-            .env("GOFLAGS", "-mod=mod")
             .output()
             .expect("running `go build` for the Argo CD Lua harness (is Go installed?)");
         assert!(
