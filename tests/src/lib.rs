@@ -253,6 +253,25 @@ pub fn random_suffix() -> String {
     format!("{:08x}", h.finish() as u32)
 }
 
+/// A cluster tool (`kubectl`, `helm`) from the harness's bin dir (`ROBOFLEET_CLUSTER_BIN`), else
+/// from PATH, with KUBECONFIG pointing at the test cluster.
+pub fn cluster_tool(name: &str) -> std::process::Command {
+    let bin = std::env::var_os("ROBOFLEET_CLUSTER_BIN")
+        .map(|d| PathBuf::from(d).join(name))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from(name));
+    let mut cmd = std::process::Command::new(bin);
+    let kubeconfig = std::env::var_os("ROBOFLEET_TEST_KUBECONFIG")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("ROBOFLEET_CLUSTER_STATE").map(|s| PathBuf::from(s).join("kubeconfig"))
+        });
+    if let Some(k) = kubeconfig {
+        cmd.env("KUBECONFIG", k);
+    }
+    cmd
+}
+
 /// One blocking HTTP/1.1 GET (tests reach robots on loopback addresses): status code and body, or
 /// `None` if nothing answered within 5 s.
 pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
