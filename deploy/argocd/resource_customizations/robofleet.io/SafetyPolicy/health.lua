@@ -73,15 +73,11 @@ elseif ready ~= nil then
 end
 
 if approval ~= nil and approval.status == "True" then
-  local what = "a relaxing change"
+  local what = "a relaxing change waits for robofleet.io/approve"
   if status.pendingHash ~= nil and status.pendingHash ~= "" then
-    what = "relaxing change " .. status.pendingHash
+    what = what .. "=" .. status.pendingHash
   end
-  local detail = ""
-  if approval.message ~= nil and approval.message ~= "" then
-    detail = " " .. approval.message
-  end
-  hs.message = "Approval pending: " .. what .. " waits for robofleet.io/approve; the previous policy stays enforced."
-    .. detail .. " " .. hs.message
+  hs.message = "Approval pending (the previous policy stays enforced): " .. text(approval.message, what)
+    .. " | " .. hs.message
 end
 return hs

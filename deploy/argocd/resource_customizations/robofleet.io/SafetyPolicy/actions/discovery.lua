@@ -15,7 +15,9 @@ if status.conditions ~= nil then
   end
 end
 local hash = status.pendingHash
+-- not once approved: the annotation names it, or the operator has acted on it
 local approvable = pending and hash ~= nil and hash ~= "" and annotations["robofleet.io/approve"] ~= hash
+  and status.approvedHash ~= hash
 
 local latched = spec.release ~= nil and spec.release.mode == "Latched"
 
