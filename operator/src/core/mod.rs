@@ -2,9 +2,11 @@
 //! revision that is, and what the status says. Everything here takes its observations (and `now`)
 //! as arguments and is tested with plain `#[test]`s.
 
+pub mod analysis;
 pub mod backoff;
 pub mod isvc;
 pub mod naming;
+pub mod rollout;
 pub mod robots;
 pub mod safety;
 pub mod sensor_sim;
