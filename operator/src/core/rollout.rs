@@ -41,7 +41,9 @@ mod clock;
 mod fleet;
 mod machine;
 mod plan;
+mod progress;
 mod report;
+mod verbs;
 mod waves;
 
 #[cfg(test)]
