@@ -217,10 +217,8 @@ impl<'a> Machine<'a> {
             return;
         };
         let back = match &stable {
-            Some(st) if cause != AbortCause::PreflightFailed => {
-                format!("updated robots return to stable revision {st}")
-            }
-            Some(_) => "no robot was updated".to_owned(),
+            _ if s.step == RolloutStep::Preflight => "no robot was updated".to_owned(),
+            Some(st) => format!("updated robots return to stable revision {st}"),
             None => format!(
                 "there is no stable revision to return to, robots keep revision {}",
                 s.revision

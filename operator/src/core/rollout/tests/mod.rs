@@ -1,6 +1,7 @@
 //! Rollout tests: a simulated fleet driven step by step, the persisted state written to status
 //! and read back through JSON between every two steps (so every step is also a restart).
 
+mod analysis;
 mod flow;
 mod gates;
 mod plan;
@@ -191,6 +192,8 @@ impl Sim {
         let d = step(&input, &now);
         // the same input decides the same
         assert_eq!(d, step(&input, &now), "step is not deterministic");
+        // Events are per transition, never per robot
+        assert!(d.events.len() <= 3, "{:?}", d.events);
         self.status = Status {
             state: d.state.clone(),
             stable: d.stable.clone(),

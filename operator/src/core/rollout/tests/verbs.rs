@@ -5,7 +5,7 @@ use robofleet_crds::inference_service::{HoldReason, RolloutPhase, RolloutStep, V
 
 use serde_json::json;
 
-use super::flow::to_canary_pause;
+use super::analysis::to_canary_pause;
 use super::*;
 
 fn analysed() -> Plan {
