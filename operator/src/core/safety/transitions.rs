@@ -1,6 +1,10 @@
 //! Which Kubernetes Events a status change deserves (pure): one per transition of the policy as a
 //! whole (phase and its reason, a change waiting for approval, an approval acted on, a reset
 //! relayed), never one per robot.
+//!
+//! The event recorder aggregates Events with the same reason and action into one series that
+//! keeps the first note, so the notes of approval and reset Events point at status instead of
+//! carrying a hash or nonce that a later Event of the series would contradict.
 
 use robofleet_crds::conditions::{reasons, types};
 use robofleet_crds::safety_policy::SafetyPolicyStatus;
@@ -48,15 +52,6 @@ fn state(s: &SafetyPolicyStatus) -> Option<(String, bool)> {
     Some((phase, false))
 }
 
-fn condition_message(s: &SafetyPolicyStatus, type_: &str) -> String {
-    s.common
-        .conditions
-        .iter()
-        .find(|c| c.type_ == type_)
-        .map(|c| c.message.clone())
-        .unwrap_or_default()
-}
-
 fn clip(s: String) -> String {
     s.chars().take(1000).collect()
 }
@@ -80,12 +75,12 @@ pub fn transitions(old: Option<&SafetyPolicyStatus>, new: &SafetyPolicyStatus) -
         .approved_hash
         .as_deref()
         .filter(|h| Some(*h) != old_approved);
-    if let Some(h) = approved {
+    if approved.is_some() {
         out.push(Transition {
             warning: false,
             reason: event_reasons::APPROVED.into(),
             action: "ApplyApproved".into(),
-            note: format!("approved change {h} applied"),
+            note: "an approved change applies (status.approvedHash names it)".into(),
         });
     }
     match (old_pending, new.pending_hash.as_deref()) {
@@ -93,26 +88,31 @@ pub fn transitions(old: Option<&SafetyPolicyStatus>, new: &SafetyPolicyStatus) -
             warning: false,
             reason: event_reasons::APPROVAL_PENDING.into(),
             action: "AwaitApproval".into(),
-            note: clip(condition_message(new, types::APPROVAL_PENDING)),
+            note:
+                "a relaxing change waits for robofleet.io/approve=<status.pendingHash> while the \
+                   previous policy stays enforced; condition ApprovalPending says what relaxes"
+                    .into(),
         }),
-        (Some(o), None) if approved.is_none() => out.push(Transition {
+        (Some(_), None) if approved.is_none() => out.push(Transition {
             warning: false,
             reason: event_reasons::APPROVAL_WITHDRAWN.into(),
             action: "WithdrawPending".into(),
-            note: format!("change {o} no longer waits: it was reverted or only tightens now"),
+            note: "a pending change no longer waits: it was reverted or only tightens now".into(),
         }),
         _ => {}
     }
-    if let Some(a) = new
+    let relayed = new
         .last_action
         .as_deref()
-        .filter(|a| Some(*a) != old.and_then(|s| s.last_action.as_deref()))
-    {
+        .filter(|a| Some(*a) != old.and_then(|s| s.last_action.as_deref()));
+    if relayed.is_some() {
         out.push(Transition {
             warning: false,
             reason: event_reasons::RESET_RELAYED.into(),
             action: "RelayReset".into(),
-            note: format!("{a} relayed to the monitors in the policy file"),
+            note: "a reset was relayed to the monitors in the policy file (status.lastAction \
+                   names it)"
+                .into(),
         });
     }
     out
@@ -205,7 +205,7 @@ mod tests {
         });
         let t = transitions(Some(&h), &pending);
         assert_eq!(reasons_of(&t), vec!["ApprovalPending"]);
-        assert!(!t[0].warning && t[0].note.contains("approve with"));
+        assert!(!t[0].warning && t[0].note.contains("status.pendingHash"));
         // Same pending hash again: nothing; a new one: one more.
         assert!(transitions(Some(&pending), &pending).is_empty());
         let mut other = pending.clone();
