@@ -362,7 +362,8 @@ pub struct Decision {
     pub analysis: AnalysisRequest,
     /// Preflight children to ensure.
     pub preflight: Option<PreflightRequest>,
-    /// Reconcile again after this long at the latest (timers: pauses, analyses, deferTimeout).
+    /// Reconcile again after this long at the latest (timers: pauses, analyses, deferTimeout;
+    /// at least one second).
     pub requeue_after: Option<Duration>,
 }
 

@@ -19,6 +19,8 @@ use super::{AnalysisRequest, Cond, Decision, DeferReason, PreflightRequest, Tall
 const DEFERRED_RECHECK: Duration = Duration::from_secs(30);
 /// Requeue this soon after the persisted state changed, so updates follow the written state.
 const AFTER_CHANGE: Duration = Duration::from_secs(1);
+/// The shortest requeue.
+const MIN_REQUEUE: Duration = Duration::from_secs(1);
 /// Requeue this soon while updated robots' loaded model is unconfirmed.
 const CONFIRM_RECHECK: Duration = Duration::from_secs(5);
 
@@ -130,7 +132,9 @@ impl Machine<'_> {
             aborts: self.aborts.clone(),
             analysis,
             preflight,
-            requeue_after: requeue.into_iter().min(),
+            // Never sooner than a second: an analysis the I/O layer could not take must not
+            // spin the controller.
+            requeue_after: requeue.into_iter().min().map(|d| d.max(MIN_REQUEUE)),
         }
     }
 

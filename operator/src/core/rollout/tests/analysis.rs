@@ -283,7 +283,11 @@ fn no_analysis_taken_means_no_verdict_and_the_wave_waits() {
     let d = sim.step();
     assert_eq!(d.state.as_ref().unwrap().wave, 0);
     assert!(d.analysis.due);
-    assert_eq!(d.requeue_after, Some(std::time::Duration::ZERO));
+    assert_eq!(
+        d.requeue_after,
+        Some(std::time::Duration::from_secs(1)),
+        "never a hot loop"
+    );
 }
 
 #[test]
