@@ -1,9 +1,13 @@
-//! The operator against the local cluster with the pod runner: SafetyPolicy monitors. One test
-//! function drives one operator process: monitors land on exactly the selected robots and become
-//! Ready on real scans (a sensor-sim pod per robot feeds its ROS domain), a robot whose stop lock
-//! nobody consumes is counted `unconsumed` (the other, whose sim subscribes, `enforcing`), a policy change rewrites
-//! the ConfigMap without replacing any monitor pod, a second policy on the same robots and stop
-//! topic is Stalled with `Conflict`, and a namespace without the robot-workloads label is refused.
+//! The operator against the local cluster with the pod runner: SafetyPolicy monitors. Each test
+//! function drives its own operator process (one at a time). `safety_policy_monitors`: monitors
+//! land on exactly the selected robots and become Ready on real scans (a sensor-sim pod per robot
+//! feeds its ROS domain), a robot whose stop lock nobody consumes is counted `unconsumed` (the
+//! other, whose sim subscribes, `enforcing`), a policy change rewrites the ConfigMap without
+//! replacing any monitor pod, a second policy on the same robots and stop topic is Stalled with
+//! `Conflict`, and a namespace without the robot-workloads label is refused.
+//! `safety_policy_approvals`: relaxations wait for approval with the old policy live, tightenings
+//! apply at once, the Latched reset, robots relabelled out held until approved (also across an
+//! operator restart), and the Events.
 
 #![allow(clippy::expect_used)] // test helpers may panic with context
 
