@@ -76,9 +76,10 @@ pub fn relay_nonce(action: Option<&str>, last_action: Option<&str>) -> Option<St
     reset_nonce(action).or_else(|| reset_nonce(last_action))
 }
 
-/// Name of the record of the robots whose monitors are approved (not mounted by any pod).
+/// Name of the record of the robots whose monitors are approved (not mounted by any pod). It
+/// must not start with `safety-`: a policy named `<policy>-approved` would own that ConfigMap.
 pub fn record_name(policy: &str) -> String {
-    format!("safety-{policy}-approved")
+    format!("approved-safety-{policy}")
 }
 
 /// Key of the robot list (one name per line) in the record.

@@ -365,7 +365,17 @@ fn the_record_and_the_policy_file_read_back() {
         .map(|s| (*s).to_owned())
         .collect();
     let cm = record_config_map(&owner(), &robots);
-    assert_eq!(cm.metadata.name.as_deref(), Some("safety-front-approved"));
+    assert_eq!(cm.metadata.name.as_deref(), Some("approved-safety-front"));
+    // No policy's own ConfigMap can be another policy's record.
+    for other in [
+        "front-approved",
+        "approved",
+        "approved-safety-front",
+        "front.approved",
+    ] {
+        assert_ne!(config_map_name(other), record_name("front"));
+        assert_ne!(record_name(other), config_map_name("front"));
+    }
     assert_eq!(parse_record(&cm), robots);
     let p = policy(serde_json::json!({
         "release": {"mode": "Latched", "holdTime": "2s"},
