@@ -3,14 +3,13 @@
 //! monitor pod per monitored robot → status, written only on change → one Event per transition.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Api, Resource, ResourceExt};
 use robofleet_crds::SafetyPolicy;
 use robofleet_crds::conditions::reasons;
@@ -402,35 +401,9 @@ async fn held_elsewhere(
 
 /// Publishes the Events of a status change; failures are only logged.
 async fn publish(ctx: &Context, obj: &SafetyPolicy, events: Vec<Transition>) {
-    static RECORDER: OnceLock<Recorder> = OnceLock::new();
-    if events.is_empty() {
-        return;
-    }
-    let recorder = RECORDER.get_or_init(|| {
-        Recorder::new(
-            ctx.client.clone(),
-            Reporter {
-                controller: "robofleet-operator".into(),
-                instance: None,
-            },
-        )
-    });
     let reference = obj.object_ref(&());
     for t in events {
-        let event = Event {
-            type_: if t.warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: t.reason,
-            note: Some(t.note),
-            action: t.action,
-            secondary: None,
-        };
-        if let Err(e) = recorder.publish(&event, &reference).await {
-            tracing::debug!(error = %e, "could not publish event");
-        }
+        super::publish_event(ctx, &reference, t.warning, &t.reason, &t.note, &t.action).await;
     }
 }
 
