@@ -112,6 +112,35 @@ pub async fn publish_transition(
     phase: &str,
     status: &robofleet_crds::conditions::ResourceStatus,
 ) {
+    let stalled = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Stalled" && c.status == "True")
+        .map(|c| c.reason.clone());
+    let warning = stalled.is_some();
+    let reason = stalled.unwrap_or_else(|| phase.to_owned());
+    let note = status.message.clone().unwrap_or_default();
+    publish_event(
+        ctx,
+        object,
+        warning,
+        &reason,
+        &note,
+        &format!("Became{phase}"),
+    )
+    .await;
+}
+
+/// Publishes one Event on `object` (kube's recorder aggregates repeats); failures are only
+/// logged.
+pub async fn publish_event(
+    ctx: &Context,
+    object: &k8s_openapi::api::core::v1::ObjectReference,
+    warning: bool,
+    reason: &str,
+    note: &str,
+    action: &str,
+) {
     use kube::runtime::events::{Event, EventType, Recorder, Reporter};
     static RECORDER: std::sync::OnceLock<Recorder> = std::sync::OnceLock::new();
     let recorder = RECORDER.get_or_init(|| {
@@ -123,23 +152,15 @@ pub async fn publish_transition(
             },
         )
     });
-    let stalled = status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Stalled" && c.status == "True")
-        .map(|c| c.reason.clone());
     let event = Event {
-        type_: if stalled.is_some() {
+        type_: if warning {
             EventType::Warning
         } else {
             EventType::Normal
         },
-        reason: stalled.unwrap_or_else(|| phase.to_owned()),
-        note: status
-            .message
-            .as_ref()
-            .map(|m| m.chars().take(1000).collect()),
-        action: format!("Became{phase}"),
+        reason: reason.to_owned(),
+        note: Some(note.chars().take(1000).collect()),
+        action: action.to_owned(),
         secondary: None,
     };
     if let Err(e) = recorder.publish(&event, object).await {
