@@ -87,6 +87,9 @@ pub async fn run(
         scraper: Arc::new(scrape::HttpScrape::new(std::time::Duration::from_secs(2))),
         confirmations: Default::default(),
         stop_consumers: Default::default(),
+        windows: Default::default(),
+        monitor_cache: Default::default(),
+        written: Default::default(),
     });
     let ready_metrics = metrics.clone();
     let nodes_ready = nodes.clone();

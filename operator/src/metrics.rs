@@ -48,12 +48,32 @@ pub struct ApiLabels {
     pub resource: String,
 }
 
+/// Labels of `robofleet_operator_rollout_robots`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RolloutRobotLabels {
+    /// Namespace of the InferenceService.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// `stable`, `canary`, `updating`, `deferred`, `offline`, `unobserved`, `pending`.
+    pub state: &'static str,
+}
+
+/// Labels of `robofleet_operator_rollout_aborts_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    /// Bounded snake-case reason.
+    pub reason: &'static str,
+}
+
 /// Reconcile metrics, registered once.
 pub struct Metrics {
     registry: Registry,
     reconciles: Family<ReconcileLabels, Counter>,
     scrapes: Family<OutcomeLabels, Counter>,
     api_requests: Family<ApiLabels, Counter>,
+    rollout_robots: Family<RolloutRobotLabels, prometheus_client::metrics::gauge::Gauge>,
+    rollout_aborts: Family<ReasonLabels, Counter>,
     durations: Family<KindLabels, Histogram>,
     ready: AtomicBool,
 }
@@ -88,11 +108,26 @@ impl Default for Metrics {
             "Requests the operator sent to the Kubernetes API, by verb and resource",
             api_requests.clone(),
         );
+        let rollout_robots =
+            Family::<RolloutRobotLabels, prometheus_client::metrics::gauge::Gauge>::default();
+        registry.register(
+            "rollout_robots",
+            "Robots of each InferenceService by rollout state",
+            rollout_robots.clone(),
+        );
+        let rollout_aborts = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "rollout_aborts",
+            "Rollouts aborted, by reason",
+            rollout_aborts.clone(),
+        );
         Self {
             registry,
             reconciles,
             scrapes,
             api_requests,
+            rollout_robots,
+            rollout_aborts,
             durations,
             ready: AtomicBool::new(false),
         }
@@ -119,6 +154,45 @@ impl Metrics {
         self.api_requests
             .get_or_create(&ApiLabels { verb, resource })
             .inc();
+    }
+
+    /// Counts one aborted rollout.
+    pub fn rollout_aborted(&self, reason: &'static str) {
+        self.rollout_aborts
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
+    /// Sets the robots of `namespace/name` per rollout state.
+    pub fn rollout_robots(&self, namespace: &str, name: &str, states: &[(&'static str, u32)]) {
+        for (state, n) in states {
+            self.rollout_robots
+                .get_or_create(&RolloutRobotLabels {
+                    namespace: namespace.to_owned(),
+                    name: name.to_owned(),
+                    state,
+                })
+                .set(i64::from(*n));
+        }
+    }
+
+    /// Drops the rollout gauges of a deleted InferenceService.
+    pub fn forget_rollout(&self, namespace: &str, name: &str) {
+        for state in [
+            "stable",
+            "canary",
+            "updating",
+            "deferred",
+            "offline",
+            "unobserved",
+            "pending",
+        ] {
+            self.rollout_robots.remove(&RolloutRobotLabels {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+                state,
+            });
+        }
     }
 
     /// Marks the operator ready (caches synced) for `/readyz`.

@@ -31,6 +31,9 @@ fn isvc(name: &str, selector_key: &str, sha: char) -> InferenceService {
         "spec": {
             "model": {"uri": "file:///models/detector.onnx", "sha256": sha.to_string().repeat(64), "version": "v1"},
             "robotSelector": {"matchLabels": {selector_key: "yes"}},
+            // Placement is the subject here: every change goes to every robot at once (waves
+            // and analysis are tests/tests/operator_rollout.rs).
+            "rollout": {"strategy": "AllAtOnce"},
         }
     }))
     .expect("valid InferenceService")
@@ -313,17 +316,18 @@ async fn inference_service_placement() -> anyhow::Result<()> {
             .patch(
                 "realmodel",
                 &PatchParams::default(),
-                &Patch::Merge(json!({"spec": {"model": {"sha256": "0".repeat(64)}}})),
+                // Without automatic rollback the robots keep the broken revision (serving the
+                // fallback) and the service says so; with it, tests/tests/operator_rollout.rs.
+                &Patch::Merge(json!({"spec": {"model": {"sha256": "0".repeat(64)},
+                                              "rollout": {"strategy": "AllAtOnce", "autoRollback": false}}})),
             )
             .await?;
         wait_until(
             Duration::from_secs(120),
-            "realmodel Stalled with ModelLoadFailed on both robots",
+            "realmodel Stalled with ModelLoadFailed, both robots on the fallback",
             || async {
-                let all_fell_back = isvcs.get("realmodel").await?.status.is_some_and(|s| {
-                    s.common.message.is_some_and(|m| m.contains("2/2 updated robots"))
-                });
-                Ok(all_fell_back
+                let s = isvcs.get("realmodel").await?.status.unwrap_or_default();
+                Ok(s.robots.updated == 2
                     && stalled_reason(&isvcs, "realmodel").await?.as_deref()
                         == Some("ModelLoadFailed"))
             },
@@ -332,7 +336,7 @@ async fn inference_service_placement() -> anyhow::Result<()> {
         let status = isvcs.get("realmodel").await?.status.expect("status");
         let message = status.common.message.unwrap_or_default();
         anyhow::ensure!(
-            message.contains("failed to load") && message.contains("2/2"),
+            message.contains("failed to load") && message.contains("fallback"),
             "message: {message}"
         );
         anyhow::ensure!(

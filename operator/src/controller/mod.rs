@@ -1,6 +1,7 @@
 //! One module per kind: reconcile + error_policy + watch wiring, nothing else.
 
 pub mod inference_service;
+pub mod rollout_io;
 pub mod safety_policy;
 pub mod sensor_sim;
 
@@ -34,6 +35,15 @@ pub struct Context {
     /// count. A failed scrape keeps the last value (one failed scrape flips nothing); pruned to
     /// the owner's current pods on every reconcile.
     pub stop_consumers: Mutex<HashMap<String, HashMap<String, u32>>>,
+    /// The analysis window of each InferenceService's current wave (`namespace/name`); dropped
+    /// when the rollout ends, rebuilt empty after a restart.
+    pub windows: Mutex<HashMap<String, crate::core::analysis::WaveWindow>>,
+    /// Safety monitors' last pages by URL, for the rollout gates (entries older than a minute
+    /// are dropped).
+    pub monitor_cache: Mutex<HashMap<String, (std::time::Instant, Vec<crate::scrape::Sample>)>>,
+    /// The resourceVersion of the last status this operator wrote per InferenceService: a
+    /// reconcile of an older (cached) object waits instead of acting twice on the same state.
+    pub written: Mutex<HashMap<String, u64>>,
 }
 
 /// What a robot pod's sidecar confirmed.
@@ -90,7 +100,7 @@ pub async fn converge_pods(
 }
 
 /// Per-pod backoff for replacing Failed pods (process-wide: pod names are unique per namespace).
-fn may_replace_failed(pod: &k8s_openapi::api::core::v1::Pod) -> bool {
+pub(crate) fn may_replace_failed(pod: &k8s_openapi::api::core::v1::Pod) -> bool {
     static BACKOFF: std::sync::LazyLock<Mutex<crate::core::backoff::Backoff>> =
         std::sync::LazyLock::new(Default::default);
     let key = format!(

@@ -93,7 +93,8 @@ fn field_env(name: &str, path: &str) -> EnvVar {
     }
 }
 
-fn provider_arg(p: &ExecutionProvider) -> &'static str {
+/// The sidecar's name of an execution provider (`--execution-providers`, metrics label).
+pub fn provider_arg(p: &ExecutionProvider) -> &'static str {
     match p {
         ExecutionProvider::TensorRT => "tensorrt",
         ExecutionProvider::Cuda => "cuda",
