@@ -12,7 +12,7 @@ export ROBOFLEET_CLUSTER_STATE ?= $(CURDIR)/target/cluster
 TOOLS            ?= $(CACHE)/tools
 CARGO            ?= cargo
 
-.PHONY: help test demo cluster-up cluster-down generate check-generated lint ci-cold k8s-bins venv build-tests argocd-harness
+.PHONY: help test demo cluster-up cluster-down generate check-generated lint ci-cold k8s-bins venv build-tests argocd-harness bench-scale
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -56,6 +56,10 @@ demo: k8s-bins venv ## the main job: local control plane, simulated robots, oper
 	$(CARGO) build --release -p robofleet-operator -p inference-sidecar -p robofleet-tests --bin robofleet-operator --bin inference-sidecar --bin pod-runner
 	@ORT_DYLIB_PATH="$$(ls $(VENV)/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* 2>/dev/null | head -1)" \
 	  tests/demo.sh
+
+# Not part of `make test` (10-20 minutes at 1,000 robots). ROBOTS=10000 attempts the large fleet.
+bench-scale: k8s-bins ## scale benchmark: operator vs DaemonSets on ROBOTS=1000 kwok robots (docs/benchmarks.md)
+	@bench/scale/run.sh
 
 generate: ## regenerate committed generated files (CRD YAML, CRD reference)
 	@if [[ -f crds/src/bin/crdgen.rs ]]; then $(CARGO) run --quiet -p robofleet-crds --bin crdgen -- --copy-to charts/robofleet/crds; fi
