@@ -11,7 +11,11 @@
 //! - `kubectl robofleet` pause / resume / promote / abort, and `kubectl wait` on Ready returns
 //!   while paused;
 //! - a busy robot and a robot whose stop lock is engaged are deferred and updated once free;
+//! - a check against the fleet's Prometheus (a small server in this test speaking the query API)
+//!   stops a revision whose query value is above its maximum;
 //! - killing the operator mid-wave and starting it again updates no robot twice;
+//! - a new revision mid-rollout supersedes the one under way; a robot offline during a rollout
+//!   does not block it and converges when it returns;
 //! - an idle fleet (no traffic) follows `noDataPolicy: Inconclusive` with `inconclusiveAction:
 //!   Pause`;
 //! - rollout Events and `robofleet_operator_rollout_aborts_total` match what happened.
@@ -62,7 +66,7 @@ fn free_port() -> anyhow::Result<u16> {
 }
 
 /// The service: canary (1 robot, short pause), then the rest; analysis every 2 s.
-fn service(key: &str, port: u16, file: &str, version: &str) -> InferenceService {
+fn service(key: &str, port: u16, prom: &str, file: &str, version: &str) -> InferenceService {
     let (uri, sha) = model(file);
     serde_json::from_value(json!({
         "apiVersion": "robofleet.io/v1alpha1", "kind": "InferenceService",
@@ -82,6 +86,7 @@ fn service(key: &str, port: u16, file: &str, version: &str) -> InferenceService 
                     "metrics": [
                         {"name": "errors", "builtin": "ErrorRatio", "maxRatio": 0.2, "minSamples": 20},
                         {"name": "p99", "builtin": "LatencyP99", "maxLatency": "60ms", "minSamples": 20},
+                        {"name": "custom", "prometheus": {"address": prom, "query": "sum(robot_custom_score)"}, "maxValue": 1},
                     ],
                 },
                 "gates": {"robotState": {"allowWhen": ["idle", "charging"], "deferTimeout": "10m", "onTimeout": "Skip"},
@@ -90,6 +95,57 @@ fn service(key: &str, port: u16, file: &str, version: &str) -> InferenceService 
         }
     }))
     .expect("valid InferenceService")
+}
+
+/// A small server speaking the Prometheus HTTP query API: every `/api/v1/query` gets a vector
+/// with one sample whose value is the current setting; the queries it answered are counted.
+struct Prometheus {
+    addr: String,
+    value: Arc<Mutex<f64>>,
+    queries: Arc<Mutex<Vec<String>>>,
+}
+
+impl Prometheus {
+    fn start() -> anyhow::Result<Self> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let addr = format!("http://{}", listener.local_addr()?);
+        let value = Arc::new(Mutex::new(0.5));
+        let queries = Arc::new(Mutex::new(Vec::new()));
+        let (v, q) = (value.clone(), queries.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut s) = stream else { continue };
+                let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                let mut buf = [0u8; 4096];
+                let n = s.read(&mut buf).unwrap_or(0);
+                let req = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let path = req.split_whitespace().nth(1).unwrap_or("").to_owned();
+                let body = if path.starts_with("/api/v1/query?") {
+                    q.lock().expect("queries").push(path);
+                    let value = *v.lock().expect("value");
+                    format!(
+                        r#"{{"status":"success","data":{{"resultType":"vector","result":[{{"metric":{{}},"value":[1700000000.0,"{value}"]}}]}}}}"#
+                    )
+                } else {
+                    r#"{"status":"error","errorType":"bad_data","error":"unknown path"}"#.to_owned()
+                };
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        Ok(Self {
+            addr,
+            value,
+            queries,
+        })
+    }
+
+    fn set(&self, v: f64) {
+        *self.value.lock().expect("value") = v;
+    }
 }
 
 /// Responses counted by the load loop.
@@ -491,6 +547,7 @@ async fn rollouts_waves_analysis_rollback_and_verbs() -> anyhow::Result<()> {
         label(r.clone(), key.clone(), Some("yes".into())).await?;
     }
     let port = free_port()?;
+    let prom = Prometheus::start()?;
 
     let stop_recorder = Arc::new(AtomicBool::new(false));
     let result = async {
@@ -501,7 +558,7 @@ async fn rollouts_waves_analysis_rollback_and_verbs() -> anyhow::Result<()> {
         let (history, recorder) = record_uids(pods.clone(), stop_recorder.clone());
 
         // ---- 1. The first revision goes out at once and becomes stable.
-        api.create(&PostParams::default(), &service(&key, port, "rollout_v1.onnx", "v1"))
+        api.create(&PostParams::default(), &service(&key, port, &prom.addr, "rollout_v1.onnx", "v1"))
             .await?;
         let v1 = settle_stable(&api, &pods, "v1 stable on all robots").await?;
         let load = Load::start(&robots, port);
@@ -541,6 +598,16 @@ async fn rollouts_waves_analysis_rollback_and_verbs() -> anyhow::Result<()> {
         patch_spec(&api, model_patch("rollout_heavy.onnx", "v3-heavy")).await?;
         let msg = expect_abort(&api, &pods, &history, &before, &v2, "heavy model").await?;
         anyhow::ensure!(msg.contains("p99"), "latency named: {msg}");
+        // (d) a good model, but the fleet's own Prometheus says no (the `custom` query's value is
+        // above its maxValue): the Prometheus HTTP API check stops it too.
+        let asked = prom.queries.lock().expect("queries").len();
+        anyhow::ensure!(asked > 0, "the Prometheus check ran during the analyses");
+        prom.set(5.0);
+        let before = mark(&history);
+        patch_spec(&api, model_patch("rollout_v2.onnx", "v3-query")).await?;
+        let msg = expect_abort(&api, &pods, &history, &before, &v2, "custom query").await?;
+        anyhow::ensure!(msg.contains("custom"), "the query check named: {msg}");
+        prom.set(0.5);
         // (c) loads, warms up, fails every batch-2 request.
         let before = mark(&history);
         patch_spec(&api, model_patch("rollout_errors.onnx", "v3-errors")).await?;
@@ -611,7 +678,7 @@ async fn rollouts_waves_analysis_rollback_and_verbs() -> anyhow::Result<()> {
         let a = aborts(metrics);
         let get = |k: &str| a.get(k).copied().unwrap_or(0.0);
         anyhow::ensure!(
-            get("model_load_failed") == 1.0 && get("analysis_failed") == 3.0 && get("action") == 1.0,
+            get("model_load_failed") == 1.0 && get("analysis_failed") == 4.0 && get("action") == 1.0,
             "robofleet_operator_rollout_aborts_total: {a:?}"
         );
 
@@ -691,6 +758,55 @@ async fn rollouts_waves_analysis_rollback_and_verbs() -> anyhow::Result<()> {
             "every robot updated exactly once across the restart: {moved:#?}"
         );
 
+        // ---- 7b. A new revision mid-rollout aborts the one under way (its robots return to
+        // stable) and starts again from wave 1; the superseded revision is not remembered as
+        // aborted.
+        let before = mark(&history);
+        patch_spec(&api, model_patch("rollout_v2.onnx", "v9")).await?;
+        let mut v9 = String::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while v9.is_empty() {
+            anyhow::ensure!(tokio::time::Instant::now() < deadline, "v9 never reached a canary");
+            if let Some(r) = since(&history, &before)
+                .values()
+                .flat_map(|seq| seq.iter().skip(1))
+                .map(|(_, r)| r.clone())
+                .find(|r| *r != v7)
+            {
+                v9 = r;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        patch_spec(&api, model_patch("rollout_v1.onnx", "v10")).await?;
+        let v10 = settle_stable(&api, &pods, "v10 stable after superseding v9").await?;
+        let s = st(&api).await?;
+        anyhow::ensure!(v10 != v9 && s.aborted_revision.as_deref() != Some(v9.as_str()), "{s:#?}");
+
+        // ---- 7c. An offline robot does not block a rollout and gets the right revision when
+        // it comes back.
+        let away = robots[0].0.clone();
+        label(away.clone(), "kwok.x-k8s.io/node".into(), None).await?;
+        let offline = async {
+            wait_until(Duration::from_secs(120), "the robot counted offline", || async {
+                Ok(st(&api).await?.robots.offline == 1)
+            })
+            .await?;
+            patch_spec(&api, model_patch("rollout_v2.onnx", "v11")).await?;
+            wait_until(Duration::from_secs(120), "v11 stable with one robot away", || async {
+                let s = st(&api).await?;
+                Ok(phase(&s) == "Healthy"
+                    && s.stable_revision.as_ref().and_then(|r| r.model.version.as_deref()) == Some("v11"))
+            })
+            .await?;
+            anyhow::Ok(())
+        }
+        .await;
+        label(away.clone(), "kwok.x-k8s.io/node".into(), Some("fake".into())).await?;
+        offline?;
+        let v11 = settle_stable(&api, &pods, "the returning robot converges to v11").await?;
+        let last = history.lock().expect("history").get(&away).and_then(|s| s.last().cloned());
+        anyhow::ensure!(last.is_some_and(|(_, r)| r == v11), "the robot that was away runs v11");
+
         // ---- 8. An idle fleet: no data is Inconclusive, and Inconclusive pauses.
         load.paused.store(true, Ordering::Relaxed);
         patch_spec(&api, model_patch("rollout_v2.onnx", "v8")).await?;
@@ -713,7 +829,14 @@ async fn rollouts_waves_analysis_rollback_and_verbs() -> anyhow::Result<()> {
             .filter(|e| e.involved_object.name.as_deref() == Some("det"))
             .filter_map(|e| e.reason)
             .collect();
-        for r in ["RolloutStarted", "RolloutCompleted", "RolloutAborted", "RolloutPromoted"] {
+        for r in [
+            "RolloutStarted",
+            "RolloutCompleted",
+            "RolloutAborted",
+            "RolloutPromoted",
+            "RolloutSuperseded",
+            "RolloutRetried",
+        ] {
             anyhow::ensure!(reasons.contains(r), "Event {r} among {reasons:?}");
         }
         anyhow::ensure!(served.ok > 300 && served.failed > 0, "load loop samples: {served:?}");
