@@ -189,7 +189,9 @@ pub async fn feed_window(
         ) else {
             continue;
         };
-        if p.metadata.deletion_timestamp.is_none() && robots.contains(&node) {
+        // Counting starts at the first scrape of a Ready pod: what a sidecar refused while its
+        // model was loading is start-up, not the revision's error rate.
+        if p.metadata.deletion_timestamp.is_none() && is_ready(p) && robots.contains(&node) {
             let url = format!("http://{host}:{metrics_port}/metrics");
             sidecars.insert(url, (node, uid, created));
         }
@@ -210,7 +212,7 @@ pub async fn feed_window(
     let pages = scrape_many(ctx, urls).await;
     for (url, (robot, uid, created)) in &sidecars {
         if let Some(samples) = pages.get(url) {
-            window.observe_sidecar(robot, uid, created, samples, &now);
+            window.observe_sidecar_since_first(robot, uid, created, samples, &now);
         }
     }
     for (url, (robot, uid)) in &monitor_urls {

@@ -89,6 +89,32 @@ fn counters_add_increases_and_treat_a_drop_as_a_reset() {
 }
 
 #[test]
+fn counting_from_the_first_ready_scrape_leaves_start_up_rejections_out() {
+    let mut w = WaveWindow::new("r2", 0);
+    // first scrape once Ready: 4 requests refused while loading, 2 served
+    w.observe_sidecar_since_first(
+        "a",
+        "pod-1",
+        &at(0),
+        &[req("rejected", 4.0), req("success", 2.0)],
+        &at(30),
+    );
+    // then 20 served and one timeout, a series that appears only now: all of it counts
+    w.observe_sidecar_since_first(
+        "a",
+        "pod-1",
+        &at(0),
+        &[
+            req("rejected", 4.0),
+            req("success", 22.0),
+            req("timeout", 1.0),
+        ],
+        &at(60),
+    );
+    assert_eq!(request_outcomes(&w), (1.0, 21.0));
+}
+
+#[test]
 fn a_new_sidecar_pod_counts_from_zero_and_a_replacement_pod_is_a_reset() {
     let mut w = WaveWindow::new("r2", 0);
     w.observe_sidecar("a", "pod-1", &at(0), &[req("success", 10.0)], &at(30));

@@ -223,6 +223,23 @@ impl WaveWindow {
             .observe(pod, samples, at);
     }
 
+    /// Like [`WaveWindow::observe_sidecar`], but counting only what follows the first snapshot:
+    /// for a sidecar first scraped once its pod is Ready, so requests refused while the model was
+    /// still loading (`rejected`, before the pod was Ready) are not held against the revision.
+    pub fn observe_sidecar_since_first(
+        &mut self,
+        robot: &str,
+        pod: &str,
+        pod_created: &Time,
+        samples: &[Sample],
+        at: &Time,
+    ) {
+        self.inference
+            .entry(robot.to_owned())
+            .or_insert_with(|| RobotWindow::new(Origin::FirstSnapshot, Some(pod_created.clone())))
+            .observe(pod, samples, at);
+    }
+
     /// Feeds a scrape of `robot`'s safety monitor pod(s) (`pod`: UID of the monitor).
     pub fn observe_monitor(&mut self, robot: &str, pod: &str, samples: &[Sample], at: &Time) {
         self.safety
