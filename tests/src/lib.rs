@@ -253,6 +253,15 @@ pub fn random_suffix() -> String {
     format!("{:08x}", h.finish() as u32)
 }
 
+/// The kubeconfig the operator under test runs with: `ROBOFLEET_OPERATOR_KUBECONFIG` when set
+/// (the chart's ServiceAccount token, `tests/tests/operator_as_chart_sa.rs`), else the cluster's
+/// admin kubeconfig.
+pub fn operator_kubeconfig(cluster: &TestCluster) -> Option<PathBuf> {
+    std::env::var_os("ROBOFLEET_OPERATOR_KUBECONFIG")
+        .map(PathBuf::from)
+        .or_else(|| cluster.state_dir.as_ref().map(|d| d.join("kubeconfig")))
+}
+
 /// A cluster tool (`kubectl`, `helm`) from the harness's bin dir (`ROBOFLEET_CLUSTER_BIN`), else
 /// from PATH, with KUBECONFIG pointing at the test cluster.
 pub fn cluster_tool(name: &str) -> std::process::Command {

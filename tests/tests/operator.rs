@@ -94,7 +94,7 @@ async fn inference_service_placement() -> anyhow::Result<()> {
     let cluster = TestCluster::connect().await?;
     let client = cluster.client.clone();
     install_crds(&client).await?;
-    let kubeconfig = cluster.state_dir.as_ref().map(|d| d.join("kubeconfig"));
+    let kubeconfig = robofleet_tests::operator_kubeconfig(&cluster);
     let mut cmd = tokio::process::Command::new(workspace_binary("robofleet-operator"));
     cmd.args([
         "--lease-name",

@@ -96,7 +96,7 @@ async fn leader_election_hands_over_without_double_updates() -> anyhow::Result<(
     let cluster = TestCluster::connect().await?;
     let client = cluster.client.clone();
     install_crds(&client).await?;
-    let kubeconfig = cluster.state_dir.as_ref().map(|d| d.join("kubeconfig"));
+    let kubeconfig = robofleet_tests::operator_kubeconfig(&cluster);
     let lease_name = format!("robofleet-operator-{}", random_suffix());
     let leases: Api<Lease> = Api::namespaced(client.clone(), "default");
 

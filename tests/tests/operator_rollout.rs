@@ -18,6 +18,8 @@
 //!   does not block it and converges when it returns;
 //! - an idle fleet (no traffic) follows `noDataPolicy: Inconclusive` with `inconclusiveAction:
 //!   Pause`;
+//! - a preflight SensorSim template runs in the sandbox against the candidate revision before
+//!   wave 1;
 //! - rollout Events and `robofleet_operator_rollout_aborts_total` match what happened.
 //!
 //! Traffic: a bounded load loop in this test (one thread per robot, one request every 40 ms,
@@ -38,7 +40,7 @@ use k8s_openapi::api::core::v1::{Event, Node, Pod};
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use robofleet_crds::inference_service::InferenceServiceStatus;
-use robofleet_crds::{InferenceService, SafetyPolicy, labels};
+use robofleet_crds::{InferenceService, SafetyPolicy, SensorSim, labels};
 use robofleet_tests::{
     HarnessError, TestCluster, TestNamespace, cluster_tool, http_get, install_crds, random_suffix,
     wait_until, workspace_binary,
@@ -509,7 +511,7 @@ async fn rollouts_waves_analysis_rollback_and_verbs() -> anyhow::Result<()> {
     }
     let client = cluster.client.clone();
     install_crds(&client).await?;
-    let kubeconfig = cluster.state_dir.as_ref().map(|d| d.join("kubeconfig"));
+    let kubeconfig = robofleet_tests::operator_kubeconfig(&cluster);
     let metrics = free_port()?;
     let lease = format!("robofleet-operator-{}", random_suffix());
     let mut operator = operator_cmd(kubeconfig.as_deref(), &lease, metrics).spawn()?;
@@ -817,6 +819,44 @@ async fn rollouts_waves_analysis_rollback_and_verbs() -> anyhow::Result<()> {
         })
         .await?;
         load.paused.store(false, Ordering::Relaxed);
+
+        // ---- 8b. Preflight: a SensorSim template runs in the sandbox against each new revision
+        // (its child `<template>-<revision>` with the candidate's sidecar beside the sim) before
+        // wave 1.
+        let sims: Api<SensorSim> = Api::namespaced(client.clone(), &ns.name);
+        sims.create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "apiVersion": "robofleet.io/v1alpha1", "kind": "SensorSim",
+                "metadata": {"name": "smoke"},
+                "spec": {"template": true, "duration": "2s",
+                         "sensor": {"type": "lidar2d", "topic": "/scan", "rateHz": 10}}
+            }))?,
+        )
+        .await?;
+        patch_spec(
+            &api,
+            json!({"model": model_patch("rollout_v1.onnx", "v12")["model"],
+                   "rollout": {"preflight": [{"sensorSimTemplate": {"name": "smoke"}}]}}),
+        )
+        .await?;
+        let v12 = settle_stable(&api, &pods, "v12 stable after its preflight").await?;
+        let child = sims.get(&format!("smoke-{v12}")).await?;
+        let uut = child.spec.units_under_test.clone().unwrap_or_default();
+        anyhow::ensure!(
+            uut.revision.as_deref() == Some(v12.as_str())
+                && uut.inference_service_ref.as_ref().map(|r| r.name.as_str()) == Some("det")
+                && !child.spec.template,
+            "the preflight child tests the candidate revision: {:?}",
+            child.spec
+        );
+        let cs = child.status.unwrap_or_default();
+        anyhow::ensure!(
+            cs.phase == Some(robofleet_crds::sensor_sim::SimPhase::Succeeded)
+                && cs.exit_code == Some(0)
+                && cs.messages_published > 0,
+            "preflight ran and passed: {cs:#?}"
+        );
         let served = load.finish();
 
         // ---- 9. Events and metrics match what happened.
@@ -836,6 +876,7 @@ async fn rollouts_waves_analysis_rollback_and_verbs() -> anyhow::Result<()> {
             "RolloutPromoted",
             "RolloutSuperseded",
             "RolloutRetried",
+            "PreflightSucceeded",
         ] {
             anyhow::ensure!(reasons.contains(r), "Event {r} among {reasons:?}");
         }

@@ -122,7 +122,7 @@ fn start_operator(
     safety_port: u16,
     metrics_addr: &str,
 ) -> anyhow::Result<tokio::process::Child> {
-    let kubeconfig = cluster.state_dir.as_ref().map(|d| d.join("kubeconfig"));
+    let kubeconfig = robofleet_tests::operator_kubeconfig(cluster);
     let mut cmd = tokio::process::Command::new(workspace_binary("robofleet-operator"));
     cmd.args([
         "--lease-name",

@@ -134,7 +134,7 @@ async fn sensor_sims_run_sandboxed_and_report_real_exit_codes() -> anyhow::Resul
         .expect("robot domain id");
 
     // The sandbox uses the robot's own domain ID: only its network namespace keeps them apart.
-    let kubeconfig = cluster.state_dir.as_ref().map(|d| d.join("kubeconfig"));
+    let kubeconfig = robofleet_tests::operator_kubeconfig(&cluster);
     let port = free_port()?;
     let mut cmd = tokio::process::Command::new(workspace_binary("robofleet-operator"));
     cmd.args([

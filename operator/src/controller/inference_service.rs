@@ -208,7 +208,8 @@ async fn reconcile_inner(obj: &InferenceService, ctx: &Context) -> Result<Action
 
     // ---- observe the robots (pods, gates) and, when due, analyse the wave
     let stable = prev.stable_revision.as_ref().map(|r| r.hash.clone());
-    let by_robot = rollout_io::by_robot(&pods);
+    let robot_names: Vec<&str> = selected.iter().map(|r| r.name.as_str()).collect();
+    let by_robot = rollout_io::by_robot(&pods, &name, &robot_names);
     let monitors = rollout_io::monitors(ctx).await?;
     // Gates matter for robots that may be updated forward: those not yet on the new revision.
     let candidates: Vec<String> = selected
@@ -429,10 +430,9 @@ async fn reconcile_inner(obj: &InferenceService, ctx: &Context) -> Result<Action
         if p.metadata.deletion_timestamp.is_some() {
             continue;
         }
-        let node = p.spec.as_ref().and_then(|s| s.node_name.clone());
-        let wanted = node
-            .as_ref()
-            .is_some_and(|n| selected.iter().any(|r| &r.name == n));
+        // A pod not bound yet has no nodeName: its name says which robot it is for.
+        let wanted = rollout_io::robot_of(p, &name, &robot_names)
+            .is_some_and(|n| selected.iter().any(|r| r.name == n));
         let failed = p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed");
         if !wanted || (failed && super::may_replace_failed(p)) {
             tracing::info!(service = %owner_key, pod = %p.name_any(), failed, "deleting a stray or failed pod");

@@ -270,10 +270,21 @@ pub async fn prometheus_results(
     out
 }
 
+/// The robot a pod of `owner` belongs to: by its deterministic name among `robots` (a pod the
+/// scheduler has not bound yet has no `nodeName`), else by its `nodeName`.
+pub fn robot_of(pod: &Pod, owner: &str, robots: &[&str]) -> Option<String> {
+    let name = pod.metadata.name.as_deref()?;
+    robots
+        .iter()
+        .find(|r| crate::core::naming::pod_name("isvc", owner, r) == name)
+        .map(|r| (*r).to_owned())
+        .or_else(|| pod.spec.as_ref()?.node_name.clone())
+}
+
 /// Pods of `pods` by robot (deterministic names: at most one per robot).
-pub fn by_robot(pods: &[Pod]) -> HashMap<String, &Pod> {
+pub fn by_robot<'p>(pods: &'p [Pod], owner: &str, robots: &[&str]) -> HashMap<String, &'p Pod> {
     pods.iter()
-        .filter_map(|p| Some((p.spec.as_ref()?.node_name.clone()?, p)))
+        .filter_map(|p| Some((robot_of(p, owner, robots)?, p)))
         .collect()
 }
 
