@@ -4,8 +4,10 @@
 //! node; they are decoded into the wire types of [`msg`] and handed over channels to pure logic —
 //! the safety monitor's zone geometry and state machine in [`safety`] — whose decisions travel
 //! back to the ROS thread to be published. Subcommands: `safety` (LIDAR safety monitor and stop
-//! lock) and `sensor-sim` (simulated sensors); `detect` (camera to the inference sidecar) follows.
+//! lock), `sensor-sim` (simulated sensors) and `detect` (camera frames to the inference sidecar,
+//! detections back, in [`detect`]).
 
+pub mod detect;
 pub mod metrics;
 pub mod msg;
 pub mod ros;

@@ -1,7 +1,7 @@
 //! `ros2-bridge`: thin entry point; see the library for what each subcommand does.
 
 use clap::{Parser, Subcommand};
-use ros2_bridge::{safety, sim};
+use ros2_bridge::{detect, safety, sim};
 
 /// robofleet's ROS 2 nodes (pure Rust DDS, no ROS installation).
 #[derive(Debug, Parser)]
@@ -17,6 +17,8 @@ enum Command {
     Safety(safety::cli::SafetyArgs),
     /// Simulated LIDAR with scripted obstacles and faults; exit code 0 = expectations held.
     SensorSim(sim::cli::SimArgs),
+    /// Camera frames to the inference sidecar's /v1/detect, Detection2DArray back.
+    Detect(detect::cli::DetectArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -47,6 +49,7 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Safety(args) => safety::cli::run(args).await.map(|()| 0),
             Command::SensorSim(args) => sim::cli::run(args).await,
+            Command::Detect(args) => detect::cli::run(args).await.map(|()| 0),
         }
     });
     match result {
