@@ -53,7 +53,8 @@ cluster-down: ## stop the local control plane (by recorded PIDs) and delete its 
 	@tests/cluster/down.sh
 
 demo: k8s-bins venv ## the main job: local control plane, simulated robots, operator, a model rollout
-	$(CARGO) build --release -p robofleet-operator -p inference-sidecar -p robofleet-tests --bin robofleet-operator --bin inference-sidecar --bin pod-runner
+	$(CARGO) build --release -p robofleet-operator -p inference-sidecar -p ros2-bridge -p kubectl-robofleet -p robofleet-tests \
+	  --bin robofleet-operator --bin inference-sidecar --bin ros2-bridge --bin kubectl-robofleet --bin pod-runner
 	@ORT_DYLIB_PATH="$$(ls $(VENV)/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* 2>/dev/null | head -1)" \
 	  tests/demo.sh
 

@@ -1,92 +1,282 @@
 #!/usr/bin/env bash
-# tests/demo.sh: the robofleet demo (`make demo`). Inside a loopback-only network namespace:
-# a local control plane with simulated robots whose pods run the real binaries (pod runner),
-# the CRDs, the operator, and an InferenceService taken through a model change, a broken model
-# (robots fall back, the operator reports ModelLoadFailed) and the fix. Everything stops at the end.
-# Binaries come from `make demo` (release builds); ROBOFLEET_ROBOTS sets the fleet size (default 5).
+# tests/demo.sh: the robofleet demo (`make demo`). Inside a loopback-only network namespace: a
+# local control plane with simulated robots whose pods run the real binaries (pod runner), the
+# CRDs and the operator; a SafetyPolicy and a sensor-sim obstacle scenario stopping a simulated
+# robot (live stop/clear); an InferenceService with model v1 under traffic, v2 rolled out in
+# waves with analysis, a bad v3 stopped in the canary wave and rolled back automatically; a
+# summary with the numbers. Everything stops at the end.
+#
+# Binaries: release builds from `make demo` (ROBOFLEET_DEMO_BIN overrides the directory).
+# ROBOFLEET_ROBOTS sets the fleet size (default 5, at least 4). ROBOFLEET_DEMO_FAST=1 shortens the
+# pauses (the demo's test in `make test`). The summary is also written as JSON to
+# $ROBOFLEET_DEMO_SUMMARY (default target/demo-summary.json).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
 cd "$REPO"
-TARGET=${CARGO_TARGET_DIR:-$REPO/target}/release
+BIN=${ROBOFLEET_DEMO_BIN:-${CARGO_TARGET_DIR:-$REPO/target}/release}
 export ROBOFLEET_ROBOTS=${ROBOFLEET_ROBOTS:-5}
 export ROBOFLEET_CLUSTER_STATE=${ROBOFLEET_DEMO_STATE:-$REPO/target/demo}
+FAST=${ROBOFLEET_DEMO_FAST:-0}
+PY=${ROBOFLEET_PYTHON:-$HOME/.cache/robofleet/venv/bin/python}
+[[ -x $PY ]] || PY=python3
 
 if [[ ${ROBOFLEET_IN_NETNS:-0} != 1 ]]; then
-  BIN=$(tests/cluster/build.sh)
-  exec env ROBOFLEET_IN_NETNS=1 ROBOFLEET_CLUSTER_BIN="$BIN" unshare --map-root-user --net "$0" "$@"
+  CLUSTER_BIN=$(tests/cluster/build.sh)
+  exec env ROBOFLEET_IN_NETNS=1 ROBOFLEET_CLUSTER_BIN="$CLUSTER_BIN" unshare --map-root-user --net "$0" "$@"
 fi
 ip link set lo up
 ip link set lo multicast on
+T0=$SECONDS
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 run() { printf '$ %s\n' "$*"; "$@"; }
-wait_phase() { # name phase timeout
-  local end=$((SECONDS + $3))
-  until [[ $(kubectl -n demo get isvc "$1" -o jsonpath='{.status.phase}' 2>/dev/null) == "$2" ]]; do
-    if (( SECONDS >= end )); then echo "timed out waiting for $1 to be $2" >&2; kubectl -n demo get isvc "$1" -o yaml >&2; return 1; fi
-    sleep 1
+stamp() { printf '[%3ds] %s\n' $((SECONDS - T0)) "$*"; }
+jp() { kubectl -n demo get "$1" "$2" -o jsonpath="$3" 2>/dev/null || true; }
+wait_for() { # description timeout command...
+  local what=$1 end=$((SECONDS + $2)); shift 2
+  until "$@"; do
+    if (( SECONDS >= end )); then echo "timed out waiting for: $what" >&2; return 1; fi
+    sleep 0.5
   done
 }
-trap 'tests/cluster/down.sh' EXIT
+LOAD_PID=
+cleanup() {
+  [[ -n $LOAD_PID ]] && kill "$LOAD_PID" 2>/dev/null || true
+  tests/cluster/down.sh
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 say "1. a local Kubernetes control plane with $ROBOFLEET_ROBOTS simulated robots (kwok) and the pod runner"
-ROBOFLEET_POD_RUNNER=$TARGET/pod-runner tests/cluster/up.sh >/dev/null
+ROBOFLEET_POD_RUNNER=$BIN/pod-runner tests/cluster/up.sh >/dev/null
 # shellcheck disable=SC1091
 source "$ROBOFLEET_CLUSTER_STATE/env"
-run kubectl get nodes -L robofleet.io/robot,topology.kubernetes.io/zone,robofleet.io/ros-domain-id
+LAST=robot-$(printf '%03d' $((ROBOFLEET_ROBOTS - 1)))
+kubectl label node "$LAST" robofleet.io/simulated=true >/dev/null
+run kubectl get nodes -L robofleet.io/robot,robofleet.io/simulated,topology.kubernetes.io/zone,robofleet.io/ros-domain-id
+export PATH=$BIN:$PATH # kubectl-robofleet is a kubectl plugin found on PATH
 
 say "2. the robofleet CRDs and the operator"
 run kubectl apply --server-side -f deploy/crds/ >/dev/null
 kubectl wait --for=condition=Established crd --all --timeout=60s >/dev/null
-"$TARGET/robofleet-operator" --metrics-addr 127.0.0.1:0 --image default=robofleet/inference-sidecar:demo \
-  >"$ROBOFLEET_CLUSTER_STATE/logs/operator.log" 2>&1 &
+kubectl apply -f - >/dev/null <<'YAML'
+apiVersion: scheduling.k8s.io/v1
+kind: PriorityClass
+metadata: {name: robofleet-safety-critical}
+value: 1000000
+description: robofleet safety monitors
+YAML
+OP_METRICS=127.0.0.1:9400
+"$BIN/robofleet-operator" --metrics-addr "$OP_METRICS" --image default=robofleet/inference-sidecar:demo \
+  --bridge-image bridge=robofleet/ros2-bridge:demo >"$ROBOFLEET_CLUSTER_STATE/logs/operator.log" 2>&1 &
 echo $! >"$ROBOFLEET_CLUSTER_STATE/pids/operator.pid"
 run kubectl create namespace demo >/dev/null
 run kubectl label namespace demo robofleet.io/robot-workloads=true >/dev/null
 
+say "3. a SafetyPolicy on the simulated robot $LAST, and a sensor-sim obstacle driving at it"
+kubectl apply -f - <<'YAML'
+apiVersion: robofleet.io/v1alpha1
+kind: SafetyPolicy
+metadata: {name: front-stop, namespace: demo}
+spec:
+  robotSelector: {matchLabels: {robofleet.io/simulated: "true"}}
+  source: {topic: /scan, sourceTimeout: 300ms, frame: laser}
+  zones: [{name: front, shape: sector, minAngleDeg: -30, maxAngleDeg: 30, range: 0.35, action: stop}]
+  release: {mode: Auto, holdTime: 500ms}
+  output: {stopTopic: /safety/stop, heartbeat: 100ms}
+YAML
+SIM_IP=$(kubectl get node "$LAST" -o jsonpath='{.status.addresses[?(@.type=="InternalIP")].address}')
+monitor_up() { curl -fsS "http://$SIM_IP:9470/metrics" >/dev/null 2>&1; }
+wait_for "the safety monitor on $LAST" 120 monitor_up
+kubectl apply -f - <<'YAML'
+apiVersion: robofleet.io/v1alpha1
+kind: SensorSim
+metadata: {name: approach, namespace: demo}
+spec:
+  sensor: {type: lidar2d, topic: /scan, rateHz: 40, lidar: {beams: 360}}
+  duration: 4s
+  scenario:
+    obstacles: [{name: box, bearingDeg: 0, startDistance: 1.2, speed: 1.0, minDistance: 0.15, width: 0.2, disappearAt: 2s}]
+  expect:
+  - {name: stops, safetyStopWithin: 200ms, whenDistanceBelow: 0.35}
+  - {name: releases, safetyReleaseWithin: 1500ms, safetyReleaseNotBefore: 500ms}
+  unitsUnderTest: {safetyPolicyRef: {name: front-stop}}
+  target: {mode: Robots, robotSelector: {matchLabels: {robofleet.io/simulated: "true"}}}
+YAML
+STOPS=$ROBOFLEET_CLUSTER_STATE/stops.log
+: >"$STOPS"
+echo "   the robot's stop lock, live (robofleet_safety_stop_active on $LAST's monitor):"
+prev=
+end=$((SECONDS + 60))
+i=0
+while (( SECONDS < end )); do
+  page=$(curl -fsS --max-time 1 "http://$SIM_IP:9470/metrics" 2>/dev/null || true)
+  active=$(awk '/^robofleet_safety_stop_active\{/ {print $NF; exit}' <<<"$page")
+  dist=$(awk '/^robofleet_safety_min_obstacle_distance_meters\{/ {print $NF; exit}' <<<"$page")
+  scans=$(awk '/^robofleet_ros_topic_messages_total\{.*direction="in"/ {s += $NF} END {print s + 0}' <<<"$page")
+  state=$([[ $active == 1 ]] && echo STOP || echo CLEAR)
+  if [[ -n $active && $state != "$prev" ]]; then
+    stamp "$state (nearest obstacle ${dist:-?} m, $scans scans received)"
+    echo "$((SECONDS - T0)) $state ${dist:-}" >>"$STOPS"
+    prev=$state
+  fi
+  # The sim's phase only now and then (kubectl is slow next to a 10 Hz poll).
+  if (( ++i % 20 == 0 )); then
+    phase=$(jp sensorsim approach '{.status.phase}')
+    [[ $phase == Succeeded || $phase == Failed ]] && break
+  fi
+  sleep 0.05
+done
+# The monitor's own count of stops by reason (no poll can miss it).
+OBSTACLE_STOPS=$(curl -fsS --max-time 2 "http://$SIM_IP:9470/metrics" 2>/dev/null \
+  | awk '/^robofleet_safety_stops_total\{.*reason="Obstacle"/ {s += $NF} END {print s + 0}')
+stamp "the monitor counted $OBSTACLE_STOPS stop(s) for an obstacle"
+run kubectl get sensorsim -n demo approach -o wide
+kubectl -n demo get sensorsim approach -o jsonpath='{range .status.assertions[*]}   {.name}: {.passed} ({.expected}; observed {.observed}){"\n"}{end}'
+
+say "4. an InferenceService on the other robots: model v1, then traffic"
 MODELS=$REPO/tests/fixtures/models
 sha() { sha256sum "$1" | cut -d' ' -f1; }
-isvc() { # version file sha
+# FAST (the demo's test, debug binaries on a busy machine): short pauses, a lenient latency
+# budget and less traffic; the bad v3 is caught by its errors either way.
+if [[ $FAST == 1 ]]; then CANARY_PAUSE=6s; WAVE_PAUSE=3s; P99=1s; RATE=10
+else CANARY_PAUSE=20s; WAVE_PAUSE=10s; P99=100ms; RATE=20; fi
+isvc() { # version file
   cat <<YAML
 apiVersion: robofleet.io/v1alpha1
 kind: InferenceService
 metadata: {name: detector, namespace: demo}
 spec:
-  model: {uri: "file://$MODELS/$2", sha256: "$3", version: "$1"}
+  model: {uri: "file://$MODELS/$2", sha256: "$(sha "$MODELS/$2")", version: "$1"}
   robotSelector:
-    matchExpressions: [{key: topology.kubernetes.io/zone, operator: In, values: [zone-a, zone-b]}]
+    matchExpressions: [{key: robofleet.io/simulated, operator: DoesNotExist}]
+  rollout:
+    waves:
+    - {name: canary, robots: 1, pause: {duration: $CANARY_PAUSE}}
+    - {name: half, percent: 50, pause: {duration: $WAVE_PAUSE}}
+    - {name: rest, percent: 100, maxUnavailable: 1}
+    analysis:
+      interval: 2s
+      failureLimit: 2
+      metrics:
+      - {name: errors, builtin: ErrorRatio, maxRatio: 0.05, minSamples: 20}
+      - {name: p99, builtin: LatencyP99, maxLatency: $P99, minSamples: 20}
 YAML
 }
-
-say "3. an InferenceService for the robots in zones a and b: model v1"
-isvc v1 add_mul.onnx "$(sha "$MODELS/add_mul.onnx")" | run kubectl apply -f -
-wait_phase detector Healthy 120
+isvc v1 rollout_v1.onnx | run kubectl apply -f -
+healthy_at() { [[ $(jp isvc detector '{.status.phase}') == Healthy && $(jp isvc detector '{.status.stableRevision.model.version}') == "$1" ]]; }
+wait_for "v1 Healthy" 180 healthy_at v1
 run kubectl get robofleet -n demo
-run kubectl get pods -n demo -o wide
-ROBOT_IP=$(kubectl get node robot-000 -o jsonpath='{.status.addresses[?(@.type=="InternalIP")].address}')
-say "   robot-000 serves the model itself (Open Inference Protocol on its own address $ROBOT_IP):"
-run curl -fsS "http://$ROBOT_IP:8000/v2/models/detector"; echo
-run curl -fsS -X POST "http://$ROBOT_IP:8000/v2/models/detector/infer" -H 'content-type: application/json' -d \
-  '{"inputs":[{"name":"INPUT0","shape":[1,4],"datatype":"FP32","data":[1,2,3,4]},{"name":"INPUT1","shape":[1,4],"datatype":"INT32","data":[10,20,30,40]}]}'
+mapfile -t FLEET < <(kubectl get nodes -l 'robofleet.io/robot=true,!robofleet.io/simulated' -o jsonpath='{range .items[*]}{.metadata.name}={.status.addresses[?(@.type=="InternalIP")].address}{"\n"}{end}')
+ROBOT_IP=${FLEET[0]#*=}
+echo "   ${FLEET[0]%%=*} serves the model itself (Open Inference Protocol on its own address $ROBOT_IP):"
+run curl -fsS -X POST "http://$ROBOT_IP:8000/v2/models/detector/infer" -H 'content-type: application/json' \
+  -d '{"inputs":[{"name":"INPUT0","shape":[1,4],"datatype":"FP32","data":[1,2,3,4]}]}'
 echo
+LOAD=$ROBOFLEET_CLUSTER_STATE/load.json
+args=()
+for r in "${FLEET[@]}"; do args+=(--robot "${r%%=*}=${r#*=}:8000"); done
+"$PY" tests/demo_load.py "${args[@]}" --model detector --rate "$RATE" --out "$LOAD" &
+LOAD_PID=$!
+LOAD_T0=$SECONDS
+echo "   traffic: $RATE requests/s per robot (batch 1 and 2 alternating), counted in $LOAD"
 
-say "4. a model change is a new revision: each selected robot's pod is deleted, then recreated at it"
-isvc v2 fixed_batch.onnx "$(sha "$MODELS/fixed_batch.onnx")" | run kubectl apply -f -
-wait_phase detector Progressing 30 || true
-wait_phase detector Healthy 120
-run kubectl get robofleet -n demo
-run kubectl get controllerrevisions -n demo
+progress() { # until the condition holds, print status changes
+  local what=$1 timeout=$2; shift 2
+  local last= end=$((SECONDS + timeout))
+  until "$@"; do
+    local line
+    line="$(jp isvc detector '{.status.phase}'): $(jp isvc detector '{.status.message}')"
+    [[ $line != "$last" ]] && stamp "$line" && last=$line
+    if (( SECONDS >= end )); then echo "timed out waiting for: $what" >&2; return 1; fi
+    sleep 1
+  done
+}
+uids() { kubectl -n demo get pods -l robofleet.io/owner=detector -o jsonpath='{range .items[*]}{.spec.nodeName}={.metadata.uid}={.metadata.labels.robofleet\.io/revision}{"\n"}{end}' | sort; }
 
-say "5. a broken model (wrong sha256): robots fall back to v2 and keep serving; the operator says why"
-isvc v3 fixed_batch.onnx "$(printf '0%.0s' {1..64})" | run kubectl apply -f -
-wait_phase detector Degraded 120
-run kubectl get robofleet -n demo -o wide
-run curl -fsS "http://$ROBOT_IP:8000/v2/health/ready" -o /dev/null -w 'robot-000 still ready: HTTP %{http_code}\n'
+say "5. model v2, rolled out in waves: canary (1 robot) -> half -> rest, each judged by the robots' own metrics"
+V1_UIDS=$(uids)
+isvc v2 rollout_v2.onnx | run kubectl apply -f -
+progress "v2 stable" 300 healthy_at v2
+run kubectl robofleet -n demo status detector
+V2_UIDS=$(uids)
 
-say "6. fixed in git: back to a good model"
-isvc v2 fixed_batch.onnx "$(sha "$MODELS/fixed_batch.onnx")" | run kubectl apply -f -
-wait_phase detector Healthy 120
-run kubectl get robofleet -n demo
+say "6. a bad model v3 (fails every batch-2 request): stopped in the canary wave, rolled back automatically"
+isvc v3 rollout_errors.onnx | run kubectl apply -f -
+aborted() { [[ $(jp isvc detector '{.status.conditions[?(@.type=="Stalled")].reason}') == RolloutAborted ]] \
+  && [[ -n $(jp isvc detector '{.status.abortedRevision}') ]] \
+  && [[ $(jp isvc detector '{.status.abortedRevision}') != "$(jp isvc detector '{.status.stableRevision.hash}')" ]]; }
+progress "v3 aborted" 240 aborted
+back() { [[ $(uids | awk -F= '{print $3}' | sort -u) == "$(jp isvc detector '{.status.stableRevision.hash}')" ]] \
+  && [[ $(uids | wc -l) == "${#FLEET[@]}" ]]; }
+wait_for "robots back on v2" 120 back
+run kubectl robofleet -n demo status detector
+run kubectl get events -n demo --field-selector involvedObject.name=detector --sort-by=.lastTimestamp -o custom-columns=REASON:.reason,MESSAGE:.message | tail -n 12
+V3_UIDS=$(uids)
+kill "$LOAD_PID" 2>/dev/null || true
+wait "$LOAD_PID" 2>/dev/null || true
+LOAD_PID=
+LOAD_SECONDS=$((SECONDS - LOAD_T0))
 
+say "summary"
+SUMMARY=${ROBOFLEET_DEMO_SUMMARY:-$REPO/target/demo-summary.json}
+mkdir -p "$(dirname "$SUMMARY")"
+V1_UIDS=$V1_UIDS V2_UIDS=$V2_UIDS V3_UIDS=$V3_UIDS LOAD_SECONDS=$LOAD_SECONDS ELAPSED=$((SECONDS - T0)) \
+  STATUS="$(kubectl -n demo get isvc detector -o json)" SIM="$(kubectl -n demo get sensorsim approach -o json)" \
+  EVENTS="$(kubectl -n demo get events -o json)" STOPS="$(cat "$STOPS")" LOADFILE=$LOAD OBSTACLE_STOPS=$OBSTACLE_STOPS \
+  "$PY" - "$SUMMARY" <<'PY'
+import json, os, sys
+def pods(v):
+    out = {}
+    for line in v.split():
+        node, uid, rev = line.split("=")
+        out[node] = {"uid": uid, "revision": rev}
+    return out
+isvc = json.loads(os.environ["STATUS"]); sim = json.loads(os.environ["SIM"])
+events = [e for e in json.loads(os.environ["EVENTS"])["items"] if e["involvedObject"]["name"] == "detector"]
+load = json.load(open(os.environ["LOADFILE"]))
+ok = sum(c["ok"] for c in load.values()); failed = sum(c["failed"] for c in load.values())
+st = isvc["status"]
+s = {
+    "elapsed_seconds": int(os.environ["ELAPSED"]),
+    "robots": len(load),
+    "stable": st.get("stableRevision", {}),
+    "aborted_revision": st.get("abortedRevision"),
+    "stalled_reason": next((c["reason"] for c in st["conditions"] if c["type"] == "Stalled"), None),
+    "waves": [w["name"] for w in st.get("waves", [])],
+    "pods_v1": pods(os.environ["V1_UIDS"]), "pods_v2": pods(os.environ["V2_UIDS"]), "pods_after_v3": pods(os.environ["V3_UIDS"]),
+    "analysis_events": [{"reason": e["reason"], "message": e.get("message", "")} for e in events
+                        if e["reason"] in ("AnalysisPassed", "AnalysisFailed", "AnalysisInconclusive")],
+    "rollout_events": sorted({e["reason"] for e in events}),
+    "requests": {"ok": ok, "failed": failed, "seconds": int(os.environ["LOAD_SECONDS"])},
+    "safety": {"sim_phase": sim["status"].get("phase"),
+               "assertions": sim["status"].get("assertions", []),
+               "obstacle_stops": int(float(os.environ["OBSTACLE_STOPS"] or 0)),
+               "transitions": [l.split()[1] for l in os.environ["STOPS"].splitlines() if l.strip()]},
+}
+json.dump(s, open(sys.argv[1], "w"), indent=1)
+changed = [r for r, p in s["pods_after_v3"].items() if s["pods_v2"].get(r, {}).get("uid") != p["uid"]]
+print(f"  robots: {s['robots']} serving the model, 1 simulated robot under a SafetyPolicy")
+print(f"  v2: rolled out in waves {', '.join(s['waves']) or '-'}; stable = {s['stable'].get('model', {}).get('version')} ({s['stable'].get('hash')})")
+print(f"  v3: {s['stalled_reason']} (revision {s['aborted_revision']}); pods replaced by v3 and back: {', '.join(changed) or 'none'}")
+for e in s["analysis_events"]:
+    print(f"  analysis: {e['reason']}: {e['message'][:150]}")
+rate = ok / max(1, s["requests"]["seconds"])
+print(f"  inference: {ok} requests served ({rate:.0f}/s across the fleet), {failed} failed (the bad v3 canary)")
+for a in s["safety"]["assertions"]:
+    print(f"  safety: {a['name']}: {'held' if a['passed'] else 'FAILED'} ({a['observed']})")
+print(f"  stop lock seen: {' -> '.join(s['safety']['transitions']) or '-'}; obstacle stops counted by the monitor: {s['safety']['obstacle_stops']}")
+PY
+echo "  demo time: $((SECONDS - T0)) s (summary: $SUMMARY)"
+
+say "where to look next"
+cat <<EOF
+  while a cluster runs (make cluster-up; source \$ROBOFLEET_CLUSTER_STATE/env):
+    kubectl get robofleet -A                          # every InferenceService, SafetyPolicy, SensorSim
+    kubectl robofleet status <name> --watch           # a rollout, live (target/release/kubectl-robofleet on PATH)
+    kubectl robofleet pause|resume|promote|abort|retry <name>
+    curl http://$OP_METRICS/metrics                  # the operator's own metrics (robofleet_operator_*)
+  docs: docs/user-guide.md, docs/rollouts.md, docs/safety-policy.md, docs/architecture.md
+EOF
 say "demo done: stopping the cluster, the operator and every robot process"

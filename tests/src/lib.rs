@@ -140,11 +140,11 @@ async fn client_from(path: &PathBuf) -> Result<Client, HarnessError> {
     Ok(Client::try_from(config)?)
 }
 
-/// A namespace owned by one test; deleted (without waiting) when dropped.
+/// A namespace owned by one test; its deletion is requested when dropped (it then terminates in
+/// the background).
 pub struct TestNamespace {
     /// The namespace name.
     pub name: String,
-    client: Client,
 }
 
 impl TestNamespace {
@@ -180,22 +180,38 @@ impl TestNamespace {
             || async { Ok(sas.get_opt("default").await?.is_some()) },
         )
         .await?;
-        Ok(Self {
-            name,
-            client: client.clone(),
-        })
+        Ok(Self { name })
     }
 }
 
 impl Drop for TestNamespace {
+    /// Deletes the namespace before returning (a task spawned on the test's runtime would die
+    /// with the runtime at the end of the test, leaving the namespace's pods on the robots for the
+    /// next test). The delete runs on a thread of its own, so this works inside and outside a
+    /// runtime; the namespace then terminates in the background.
     fn drop(&mut self) {
-        let api = Api::<Namespace>::all(self.client.clone());
         let name = self.name.clone();
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            handle.spawn(async move {
-                let _ = api.delete(&name, &DeleteParams::background()).await;
+        // A client of its own: the test's client is served by a task of the test's runtime,
+        // which this blocking drop holds up.
+        let done = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                let delete = async {
+                    let cluster = TestCluster::connect().await?;
+                    Api::<Namespace>::all(cluster.client)
+                        .delete(&name, &DeleteParams::background())
+                        .await?;
+                    Ok::<(), HarnessError>(())
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(10), delete).await;
             });
-        }
+        });
+        let _ = done.join();
     }
 }
 
@@ -260,6 +276,12 @@ pub fn operator_kubeconfig(cluster: &TestCluster) -> Option<PathBuf> {
     std::env::var_os("ROBOFLEET_OPERATOR_KUBECONFIG")
         .map(PathBuf::from)
         .or_else(|| cluster.state_dir.as_ref().map(|d| d.join("kubeconfig")))
+}
+
+/// The Lease name the operator under test uses: `ROBOFLEET_OPERATOR_LEASE` when set (the chart's
+/// Role allows only its own Lease name), else `default`.
+pub fn operator_lease(default: String) -> String {
+    std::env::var("ROBOFLEET_OPERATOR_LEASE").unwrap_or(default)
 }
 
 /// A cluster tool (`kubectl`, `helm`) from the harness's bin dir (`ROBOFLEET_CLUSTER_BIN`), else

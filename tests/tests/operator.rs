@@ -98,7 +98,7 @@ async fn inference_service_placement() -> anyhow::Result<()> {
     let mut cmd = tokio::process::Command::new(workspace_binary("robofleet-operator"));
     cmd.args([
         "--lease-name",
-        &format!("robofleet-operator-{}", random_suffix()),
+        &robofleet_tests::operator_lease(format!("robofleet-operator-{}", random_suffix())),
         "--metrics-addr",
         "127.0.0.1:0",
         "--image",

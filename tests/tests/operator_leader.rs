@@ -97,7 +97,8 @@ async fn leader_election_hands_over_without_double_updates() -> anyhow::Result<(
     let client = cluster.client.clone();
     install_crds(&client).await?;
     let kubeconfig = robofleet_tests::operator_kubeconfig(&cluster);
-    let lease_name = format!("robofleet-operator-{}", random_suffix());
+    let lease_name =
+        robofleet_tests::operator_lease(format!("robofleet-operator-{}", random_suffix()));
     let leases: Api<Lease> = Api::namespaced(client.clone(), "default");
 
     let key = format!("test.robofleet.io/leader-{}", random_suffix());

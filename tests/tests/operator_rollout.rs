@@ -513,7 +513,7 @@ async fn rollouts_waves_analysis_rollback_and_verbs() -> anyhow::Result<()> {
     install_crds(&client).await?;
     let kubeconfig = robofleet_tests::operator_kubeconfig(&cluster);
     let metrics = free_port()?;
-    let lease = format!("robofleet-operator-{}", random_suffix());
+    let lease = robofleet_tests::operator_lease(format!("robofleet-operator-{}", random_suffix()));
     let mut operator = operator_cmd(kubeconfig.as_deref(), &lease, metrics).spawn()?;
 
     let key = format!("test.robofleet.io/rollout-{}", random_suffix());

@@ -126,7 +126,7 @@ fn start_operator(
     let mut cmd = tokio::process::Command::new(workspace_binary("robofleet-operator"));
     cmd.args([
         "--lease-name",
-        &format!("robofleet-operator-{}", random_suffix()),
+        &robofleet_tests::operator_lease(format!("robofleet-operator-{}", random_suffix())),
         "--metrics-addr",
         metrics_addr,
         "--image",

@@ -139,7 +139,7 @@ async fn sensor_sims_run_sandboxed_and_report_real_exit_codes() -> anyhow::Resul
     let mut cmd = tokio::process::Command::new(workspace_binary("robofleet-operator"));
     cmd.args([
         "--lease-name",
-        &format!("robofleet-operator-{}", random_suffix()),
+        &robofleet_tests::operator_lease(format!("robofleet-operator-{}", random_suffix())),
         "--metrics-addr",
         "127.0.0.1:0",
         "--image",

@@ -210,7 +210,15 @@ async fn reconcile_inner(obj: &InferenceService, ctx: &Context) -> Result<Action
     let stable = prev.stable_revision.as_ref().map(|r| r.hash.clone());
     let robot_names: Vec<&str> = selected.iter().map(|r| r.name.as_str()).collect();
     let by_robot = rollout_io::by_robot(&pods, &name, &robot_names);
-    let monitors = rollout_io::monitors(ctx).await?;
+    // The robots' safety monitors matter for gates (robots not yet on the new revision) and for a
+    // running rollout's analysis; a settled service lists none (one LIST of every monitor pod).
+    let settled =
+        prev.rollout.is_none() && by_robot_settled(&pods, revision) && pods.len() >= selected.len();
+    let monitors = if settled {
+        HashMap::new()
+    } else {
+        rollout_io::monitors(ctx).await?
+    };
     // Gates matter for robots that may be updated forward: those not yet on the new revision.
     let candidates: Vec<String> = selected
         .iter()
@@ -384,6 +392,10 @@ async fn reconcile_inner(obj: &InferenceService, ctx: &Context) -> Result<Action
     let stable_model = models.fallback_arg(decision.stable.as_deref());
     let mut templates: HashMap<String, isvc::Template> = HashMap::new();
     templates.insert(revision.clone(), template.clone());
+    // Decide every write first (templates of other revisions loaded once), then send them with
+    // bounded concurrency: an AllAtOnce step or a large wave updates many robots at once.
+    let mut deletes: Vec<String> = Vec::new();
+    let mut creates: Vec<Pod> = Vec::new();
     for u in &decision.updates {
         tracing::info!(service = %owner_key, robot = %u.robot, from = ?u.from, to = %u.to, kind = ?u.kind, "robot update");
         match &u.from {
@@ -392,7 +404,7 @@ async fn reconcile_inner(obj: &InferenceService, ctx: &Context) -> Result<Action
                     .get(&u.robot)
                     .filter(|p| p.metadata.deletion_timestamp.is_none())
                 {
-                    crate::apply::delete(&pods_api, &p.name_any()).await?;
+                    deletes.push(p.name_any());
                 }
             }
             None => {
@@ -413,17 +425,34 @@ async fn reconcile_inner(obj: &InferenceService, ctx: &Context) -> Result<Action
                 let fallback = stable_model
                     .as_deref()
                     .filter(|_| Some(&u.to) != decision.stable.as_ref());
-                let pod = isvc::robot_pod(
+                creates.push(isvc::robot_pod(
                     &owner,
                     &templates[&u.to],
                     &u.to,
                     robot,
                     default_domain,
                     fallback,
-                );
-                apply(&pods_api, &pod.name_any(), &pod).await?;
+                ));
             }
         }
+    }
+    {
+        use futures::{StreamExt, TryStreamExt};
+        let api = &pods_api;
+        let writes = deletes
+            .into_iter()
+            .map(|n| (n, None))
+            .chain(creates.into_iter().map(|p| (p.name_any(), Some(p))));
+        futures::stream::iter(writes)
+            .map(|(n, pod)| async move {
+                match pod {
+                    Some(pod) => apply(api, &n, &pod).await.map(|_| ()),
+                    None => crate::apply::delete(api, &n).await,
+                }
+            })
+            .buffer_unordered(super::POD_WRITE_CONCURRENCY)
+            .try_collect::<Vec<()>>()
+            .await?;
     }
     // Pods on robots no longer selected go; Failed pods are replaced (with backoff).
     for p in &pods {
@@ -454,6 +483,12 @@ async fn reconcile_inner(obj: &InferenceService, ctx: &Context) -> Result<Action
         })
         .max(Duration::from_millis(500));
     Ok(Action::requeue(requeue))
+}
+
+/// Every pod runs `revision` and none is being replaced.
+fn by_robot_settled(pods: &[Pod], revision: &str) -> bool {
+    pods.iter()
+        .all(|p| p.metadata.deletion_timestamp.is_none() && rollout_io::revision_of(p) == revision)
 }
 
 /// What the status computation needs of each pod.

@@ -65,9 +65,15 @@ pub async fn converge_pods(
     desired: &[k8s_openapi::api::core::v1::Pod],
     existing: &[k8s_openapi::api::core::v1::Pod],
 ) -> Result<bool, kube::Error> {
+    use futures::{StreamExt, TryStreamExt};
     use kube::ResourceExt;
     use robofleet_crds::labels;
+    enum Op {
+        Create(Box<k8s_openapi::api::core::v1::Pod>),
+        Delete(String),
+    }
     let mut converging = false;
+    let mut ops = Vec::new();
     for pod in desired {
         let name = pod.name_any();
         match existing.iter().find(|p| p.name_any() == name) {
@@ -76,14 +82,14 @@ pub async fn converge_pods(
                 let failed = p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed");
                 let stale = p.labels().get(labels::REVISION) != pod.labels().get(labels::REVISION);
                 if stale || (failed && may_replace_failed(p)) {
-                    crate::apply::delete(api, &name).await?;
+                    ops.push(Op::Delete(name));
                     converging = true;
                 } else if failed {
                     converging = true;
                 }
             }
             None => {
-                crate::apply::apply(api, &name, pod).await?;
+                ops.push(Op::Create(Box::new(pod.clone())));
                 converging = true;
             }
         }
@@ -93,11 +99,27 @@ pub async fn converge_pods(
         if pod.metadata.deletion_timestamp.is_none()
             && !desired.iter().any(|d| d.name_any() == name)
         {
-            crate::apply::delete(api, &name).await?;
+            ops.push(Op::Delete(name));
         }
     }
+    // Many robots at once: bounded concurrency, as the DaemonSet controller batches its creates.
+    futures::stream::iter(ops)
+        .map(|op| async move {
+            match op {
+                Op::Create(pod) => crate::apply::apply(api, &pod.name_any(), &pod)
+                    .await
+                    .map(|_| ()),
+                Op::Delete(name) => crate::apply::delete(api, &name).await,
+            }
+        })
+        .buffer_unordered(POD_WRITE_CONCURRENCY)
+        .try_collect::<Vec<()>>()
+        .await?;
     Ok(converging)
 }
+
+/// Pod creates and deletes in flight at once, per reconcile.
+pub const POD_WRITE_CONCURRENCY: usize = 16;
 
 /// Per-pod backoff for replacing Failed pods (process-wide: pod names are unique per namespace).
 pub(crate) fn may_replace_failed(pod: &k8s_openapi::api::core::v1::Pod) -> bool {

@@ -263,8 +263,15 @@ async fn reconcile_inner(obj: &SafetyPolicy, ctx: &Context) -> Result<Action, Er
                 .ok_or(Error::MissingMetadata)?,
         };
         // The policy first, then the record: a crash in between decides the same again.
-        let cm = safety::config_map(&owner, file);
-        apply(&cm_api, &safety::config_map_name(&name), &cm).await?;
+        // Written only when the file changes: a no-op apply is still a write request.
+        let current = policy_cm
+            .as_ref()
+            .and_then(|c| c.data.as_ref())
+            .and_then(|d| d.get(safety::CONFIG_KEY));
+        if current != Some(&file) {
+            let cm = safety::config_map(&owner, file);
+            apply(&cm_api, &safety::config_map_name(&name), &cm).await?;
+        }
         if record.as_ref() != Some(&decision.monitored) {
             let rec = safety::record_config_map(&owner, &decision.monitored);
             apply(&cm_api, &safety::record_name(&name), &rec).await?;
