@@ -243,8 +243,8 @@ impl Default for Warmup {
      "message": "spec.runtime.batching.maxQueueDelay must be shorter than spec.runtime.requestTimeout"},
     {"rule": "!self.executionProviders.exists(p, p == 'CPU') || self.executionProviders[size(self.executionProviders) - 1] == 'CPU'",
      "message": "spec.runtime.executionProviders: CPU, when listed, must be last (providers are tried in order)"},
-    {"rule": "self.ports.inference != self.ports.metrics",
-     "message": "spec.runtime.ports.inference and metrics must differ"},
+    {"rule": "self.ports.inference != self.ports.metrics && self.ports.inference != self.ports.bridgeMetrics && self.ports.metrics != self.ports.bridgeMetrics",
+     "message": "spec.runtime.ports.inference, metrics and bridgeMetrics must all differ"},
 ]))]
 pub struct RuntimeSpec {
     /// Name of an entry in the operator's image allow-list (Helm value `images`); omit for the
@@ -409,6 +409,11 @@ pub struct Ports {
     #[serde(default = "default_metrics_port")]
     #[schemars(range(min = 1024, max = 65535))]
     pub metrics: u16,
+    /// `/metrics` and health port of the ROS 2 detection bridge (when `spec.ros` is enabled), on
+    /// the robot's address. Default 8003.
+    #[serde(default = "default_bridge_metrics_port")]
+    #[schemars(range(min = 1024, max = 65535))]
+    pub bridge_metrics: u16,
 }
 
 impl Default for Ports {
@@ -416,6 +421,7 @@ impl Default for Ports {
         Self {
             inference: default_inference_port(),
             metrics: default_metrics_port(),
+            bridge_metrics: default_bridge_metrics_port(),
         }
     }
 }
@@ -550,6 +556,9 @@ fn default_inference_port() -> u16 {
 }
 fn default_metrics_port() -> u16 {
     8002
+}
+fn default_bridge_metrics_port() -> u16 {
+    8003
 }
 fn default_true() -> bool {
     true

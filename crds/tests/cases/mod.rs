@@ -204,7 +204,8 @@ pub fn cases() -> Vec<Case> {
         cel(IS, "/spec/ros/outputTopic", Some(json!("/${ROBOT}/detections")), Some(json!("/${ROBOT}/front_camera/image_raw")), "spec.ros.inputTopic and outputTopic must differ"),
         cel(IS, "/spec/runtime/batching/maxQueueDelay", Some(json!("4ms")), Some(json!("250ms")), "spec.runtime.batching.maxQueueDelay must be shorter than spec.runtime.requestTimeout"),
         cel(IS, "/spec/runtime/executionProviders", Some(json!(["CUDA", "CPU"])), Some(json!(["CPU", "CUDA"])), "spec.runtime.executionProviders: CPU, when listed, must be last (providers are tried in order)"),
-        cel(IS, "/spec/runtime/ports/metrics", Some(json!(8002)), Some(json!(8000)), "spec.runtime.ports.inference and metrics must differ"),
+        cel(IS, "/spec/runtime/ports/metrics", Some(json!(8002)), Some(json!(8000)), "spec.runtime.ports.inference, metrics and bridgeMetrics must all differ"),
+        cel(IS, "/spec/runtime/ports/bridgeMetrics", None, Some(json!(8002)), "spec.runtime.ports.inference, metrics and bridgeMetrics must all differ"),
         cel(IS, "/spec/runtime/modelCache/hostPath", Some(json!("/var/lib/robofleet/models")), Some(json!("var/lib/models")), "spec.runtime.modelCache.hostPath must be an absolute path without '..'"),
         cel(IS, "/spec/runtime/modelCache/hostPath", Some(json!("/var/lib/robofleet/models")), Some(json!("/var/lib/robofleet/../../etc")), "spec.runtime.modelCache.hostPath must be an absolute path without '..'"),
         // ---- InferenceService: enums

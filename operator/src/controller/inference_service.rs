@@ -122,9 +122,14 @@ async fn reconcile_inner(obj: &InferenceService, ctx: &Context) -> Result<Action
         .items;
 
     // ---- validate (pure)
+    let bridges = &ctx.config.bridge_images;
     let render_ctx = RenderContext {
         images: &ctx.config.images,
         host_path_prefix: &ctx.config.host_path_prefix,
+        bridge_image: bridges
+            .entries
+            .get(&bridges.default_entry)
+            .map(String::as_str),
     };
     let rendered = isvc::render(&name, &obj.spec, &render_ctx);
     let selected = robots::select(obj.spec.robot_selector.as_ref(), &robots_all);
@@ -144,6 +149,7 @@ async fn reconcile_inner(obj: &InferenceService, ctx: &Context) -> Result<Action
             let reason = match e {
                 RenderError::ImageNotAllowed(..) => reasons::IMAGE_NOT_ALLOWED,
                 RenderError::HostPathNotAllowed(..) => reasons::INVALID_SPEC,
+                RenderError::NoBridgeImage => reasons::IMAGE_NOT_ALLOWED,
             };
             blocker.get_or_insert(Blocker {
                 reason,

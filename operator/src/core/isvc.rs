@@ -43,6 +43,11 @@ pub enum RenderError {
     /// The model cache is outside the prefix the cluster admin allowed.
     #[error("spec.runtime.modelCache.hostPath {0:?} is not under the allowed prefix {1:?}")]
     HostPathNotAllowed(String, String),
+    /// `spec.ros` is enabled but the operator has no bridge image.
+    #[error(
+        "spec.ros is enabled but the operator has no --bridge-image to run the detection bridge with"
+    )]
+    NoBridgeImage,
 }
 
 impl RenderError {
@@ -51,6 +56,7 @@ impl RenderError {
         match self {
             Self::ImageNotAllowed(..) => "image_not_allowed",
             Self::HostPathNotAllowed(..) => "host_path_not_allowed",
+            Self::NoBridgeImage => "no_bridge_image",
         }
     }
 }
@@ -62,6 +68,71 @@ pub struct RenderContext<'a> {
     pub images: &'a ImageAllowList,
     /// Model-cache hostPaths must lie under this prefix.
     pub host_path_prefix: &'a str,
+    /// The bridge image (the first `--bridge-image`), for the detection bridge.
+    pub bridge_image: Option<&'a str>,
+}
+
+/// Container name of the detection bridge.
+pub const DETECT_CONTAINER: &str = "ros2-bridge-detect";
+
+/// The `ros2-bridge detect` container of a service with `spec.ros` enabled: camera frames from
+/// the robot's topic to the sidecar's `/v1/detect` on loopback, detections back on ROS 2. Ready
+/// only while frames are fresh.
+fn detect_container(spec: &InferenceServiceSpec, image: &str) -> Option<Container> {
+    let ros = spec.ros.as_ref().filter(|r| r.enabled)?;
+    let ports = &spec.runtime.ports;
+    let port = i32::from(ports.bridge_metrics);
+    let mut args = vec![
+        "detect".to_owned(),
+        format!("--input-topic={}", ros.input_topic.for_robot("$(ROBOT)")),
+        format!("--input-type={:?}", ros.input_type),
+        format!("--output-topic={}", ros.output_topic.for_robot("$(ROBOT)")),
+        format!("--reliability={:?}", ros.qos.reliability),
+        format!("--depth={}", ros.qos.depth.max(1)),
+        format!(
+            "--sidecar-url=http://127.0.0.1:{}/v1/detect",
+            ports.inference
+        ),
+        format!("--timeout={}", spec.runtime.request_timeout.as_str()),
+        format!("--metrics-addr=$(HOST_IP):{}", ports.bridge_metrics),
+        "--robot=$(ROBOT)".to_owned(),
+    ];
+    if let Some(t) = spec
+        .rollout
+        .gates
+        .as_ref()
+        .and_then(|g| g.robot_state.as_ref())
+        .and_then(|r| r.state_topic.as_ref())
+    {
+        args.push(format!("--state-topic={}", t.for_robot("$(ROBOT)")));
+    }
+    Some(Container {
+        name: DETECT_CONTAINER.into(),
+        image: Some(image.to_owned()),
+        args: Some(args),
+        env: Some(vec![
+            field_env("HOST_IP", "status.hostIP"),
+            field_env("ROBOT", "spec.nodeName"),
+        ]),
+        ports: Some(vec![ContainerPort {
+            name: Some("bridge-metrics".into()),
+            container_port: port,
+            ..Default::default()
+        }]),
+        readiness_probe: Some(Probe {
+            http_get: Some(HTTPGetAction {
+                path: Some("/readyz".into()),
+                port: IntOrString::Int(port),
+                ..Default::default()
+            }),
+            period_seconds: Some(2),
+            failure_threshold: Some(2),
+            ..Default::default()
+        }),
+        security_context: Some(restricted_security_context()),
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
+        ..Default::default()
+    })
 }
 
 /// The robot-independent pod template of one revision, as stored in its ControllerRevision.
@@ -198,12 +269,17 @@ pub fn render(
         termination_message_policy: Some("FallbackToLogsOnError".into()),
         ..Default::default()
     };
+    let mut containers = vec![container];
+    if spec.ros.as_ref().is_some_and(|r| r.enabled) {
+        let bridge = ctx.bridge_image.ok_or(RenderError::NoBridgeImage)?;
+        containers.extend(detect_container(spec, bridge));
+    }
     let spec = PodSpec {
         host_network: Some(true),
         // Robot pods never talk to the API server.
         automount_service_account_token: Some(false),
         dns_policy: Some("ClusterFirstWithHostNet".into()),
-        containers: vec![container],
+        containers,
         runtime_class_name: rt.runtime_class_name.clone(),
         restart_policy: Some("Always".into()),
         termination_grace_period_seconds: Some(30),
@@ -398,6 +474,7 @@ mod tests {
         RenderContext {
             images,
             host_path_prefix: "/var/lib/robofleet",
+            bridge_image: Some("robofleet/ros2-bridge@sha256:11"),
         }
     }
 
@@ -422,6 +499,73 @@ mod tests {
         let sc = c.security_context.clone().unwrap();
         assert_eq!(sc.run_as_non_root, Some(true));
         assert_eq!(sc.read_only_root_filesystem, Some(true));
+    }
+
+    #[test]
+    fn ros_enabled_adds_the_detection_bridge_beside_the_sidecar() {
+        let images = images();
+        let mut spec = example_spec();
+        let plain = render("detector", &spec, &ctx(&images)).unwrap();
+        assert_eq!(
+            plain.spec.containers.len(),
+            1,
+            "no ros section: the sidecar alone"
+        );
+        spec.ros = Some(
+            serde_json::from_value(serde_json::json!({
+                "inputTopic": "/${ROBOT}/front_camera/image_raw", "inputType": "CompressedImage",
+                "outputTopic": "/${ROBOT}/detections", "qos": {"reliability": "BestEffort", "depth": 2}
+            }))
+            .unwrap(),
+        );
+        spec.rollout.gates = Some(
+            serde_json::from_value(serde_json::json!({
+                "robotState": {"allowWhen": ["idle"], "stateTopic": "/${ROBOT}/state"}
+            }))
+            .unwrap(),
+        );
+        let t = render("detector", &spec, &ctx(&images)).unwrap();
+        assert_ne!(
+            t.revision(),
+            plain.revision(),
+            "the bridge is part of the revision"
+        );
+        let d = &t.spec.containers[1];
+        assert_eq!(d.name, DETECT_CONTAINER);
+        assert_eq!(d.image.as_deref(), Some("robofleet/ros2-bridge@sha256:11"));
+        let args = d.args.clone().unwrap();
+        for want in [
+            "detect",
+            "--input-topic=/$(ROBOT)/front_camera/image_raw",
+            "--input-type=CompressedImage",
+            "--output-topic=/$(ROBOT)/detections",
+            "--reliability=BestEffort",
+            "--depth=2",
+            "--sidecar-url=http://127.0.0.1:8000/v1/detect",
+            "--metrics-addr=$(HOST_IP):8003",
+            "--robot=$(ROBOT)",
+            "--state-topic=/$(ROBOT)/state",
+        ] {
+            assert!(args.iter().any(|a| a == want), "{want} in {args:?}");
+        }
+        assert!(d.readiness_probe.is_some(), "ready only with fresh frames");
+        // disabled: no bridge; enabled without a bridge image: refused, not half-rendered
+        spec.ros.as_mut().unwrap().enabled = false;
+        assert_eq!(
+            render("detector", &spec, &ctx(&images))
+                .unwrap()
+                .spec
+                .containers
+                .len(),
+            1
+        );
+        spec.ros.as_mut().unwrap().enabled = true;
+        let mut no_bridge = ctx(&images);
+        no_bridge.bridge_image = None;
+        assert!(matches!(
+            render("detector", &spec, &no_bridge),
+            Err(RenderError::NoBridgeImage)
+        ));
     }
 
     #[test]

@@ -198,6 +198,13 @@ pub fn sandbox_pod(owner: &Owner, s: &SimSettings, units: &Units) -> Pod {
     }
     if let Some(t) = &units.inference {
         for mut c in t.containers.clone() {
+            // The pod's own loopback: no host address exists in its network namespace.
+            for a in c.args.iter_mut().flatten() {
+                *a = a.replace("$(HOST_IP)", "127.0.0.1");
+            }
+            c.env
+                .get_or_insert_with(Vec::new)
+                .retain(|e| e.name != "HOST_IP");
             c.readiness_probe = None;
             c.liveness_probe = None;
             c.startup_probe = None;

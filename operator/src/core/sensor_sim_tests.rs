@@ -173,6 +173,7 @@ fn sandbox_pod_takes_the_inference_revision_without_host_ports_or_probes() {
                 ..Default::default()
             }]),
             readiness_probe: Some(Default::default()),
+            args: Some(vec!["--admin-listen=$(HOST_IP):8002".into()]),
             ..Default::default()
         }],
         volumes: Some(vec![Volume {
@@ -190,6 +191,11 @@ fn sandbox_pod_takes_the_inference_revision_without_host_ports_or_probes() {
     let sidecar = &spec.containers[1];
     assert_eq!(sidecar.name, "inference-sidecar");
     assert!(sidecar.readiness_probe.is_none());
+    assert_eq!(
+        sidecar.args.as_deref(),
+        Some(&["--admin-listen=127.0.0.1:8002".to_owned()][..]),
+        "no host address inside the sandbox"
+    );
     assert_eq!(sidecar.ports.as_ref().unwrap()[0].host_port, None);
     assert_eq!(env(sidecar, "ROS_DOMAIN_ID"), Some("42"));
     assert!(spec.volumes.unwrap().iter().any(|v| v.name == "models"));
