@@ -64,7 +64,7 @@ kubectl apply -f - >/dev/null <<'YAML'
 apiVersion: scheduling.k8s.io/v1
 kind: PriorityClass
 metadata: {name: robofleet-safety-critical}
-value: 1000000
+value: 1000000000
 description: robofleet safety monitors
 YAML
 OP_METRICS=127.0.0.1:9400

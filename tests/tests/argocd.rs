@@ -1173,7 +1173,7 @@ mod live {
         install_crds(&client).await?;
         let pc: PriorityClass = serde_json::from_value(json!({
             "apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
-            "metadata": {"name": "robofleet-safety-critical"}, "value": 1_000_000,
+            "metadata": {"name": "robofleet-safety-critical"}, "value": 1_000_000_000,
         }))?;
         Api::<PriorityClass>::all(client.clone())
             .patch(
@@ -1419,10 +1419,12 @@ mod live {
             .await;
             check_and_capture("sensorsim-template", &fetch(&sims, "lidar-approach").await?, &tmp);
 
-            // A wrong sha256: every robot falls back to the stable revision, ModelLoadFailed.
+            // A wrong sha256 without automatic rollback: every robot falls back to the stable
+            // revision and stays there, ModelLoadFailed.
             isvcs
                 .patch("detector", &PatchParams::default(),
-                    &Patch::Merge(json!({"spec": {"model": {"sha256": "0".repeat(64)}}})))
+                    &Patch::Merge(json!({"spec": {"model": {"sha256": "0".repeat(64)},
+                        "rollout": {"strategy": "AllAtOnce", "autoRollback": false}}})))
                 .await?;
             let isvcs_ref = &isvcs;
             wait_until(Duration::from_secs(150), "detector ModelLoadFailed", move || async move {

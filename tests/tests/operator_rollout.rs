@@ -704,7 +704,7 @@ async fn rollouts_waves_analysis_rollback_and_verbs() -> anyhow::Result<()> {
             .await?;
         let pc: k8s_openapi::api::scheduling::v1::PriorityClass = serde_json::from_value(json!({
             "apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
-            "metadata": {"name": "robofleet-safety-critical"}, "value": 1_000_000,
+            "metadata": {"name": "robofleet-safety-critical"}, "value": 1_000_000_000,
         }))?;
         Api::<k8s_openapi::api::scheduling::v1::PriorityClass>::all(client.clone())
             .patch("robofleet-safety-critical", &PatchParams::apply("robofleet-tests").force(), &Patch::Apply(&pc))

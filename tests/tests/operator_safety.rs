@@ -103,7 +103,7 @@ async fn prepare(client: &kube::Client) -> anyhow::Result<()> {
     install_crds(client).await?;
     let pc: PriorityClass = serde_json::from_value(json!({
         "apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
-        "metadata": {"name": PRIORITY_CLASS}, "value": 1_000_000,
+        "metadata": {"name": PRIORITY_CLASS}, "value": 1_000_000_000,
     }))?;
     Api::<PriorityClass>::all(client.clone())
         .patch(

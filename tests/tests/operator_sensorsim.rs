@@ -181,7 +181,7 @@ async fn sensor_sims_run_sandboxed_and_report_real_exit_codes() -> anyhow::Resul
         // PriorityClass of robot monitors (the chart ships it; tests create it).
         let pc: k8s_openapi::api::scheduling::v1::PriorityClass = serde_json::from_value(json!({
             "apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
-            "metadata": {"name": "robofleet-safety-critical"}, "value": 1_000_000,
+            "metadata": {"name": "robofleet-safety-critical"}, "value": 1_000_000_000,
         }))?;
         Api::<k8s_openapi::api::scheduling::v1::PriorityClass>::all(client.clone())
             .patch(
