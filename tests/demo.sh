@@ -139,9 +139,9 @@ say "4. an InferenceService on the other robots: model v1, then traffic"
 MODELS=$REPO/tests/fixtures/models
 sha() { sha256sum "$1" | cut -d' ' -f1; }
 # FAST (the demo's test, debug binaries on a busy machine): short pauses, a lenient latency
-# budget and less traffic; the bad v3 is caught by its errors either way.
-if [[ $FAST == 1 ]]; then CANARY_PAUSE=6s; WAVE_PAUSE=3s; P99=1s; RATE=10
-else CANARY_PAUSE=20s; WAVE_PAUSE=10s; P99=100ms; RATE=20; fi
+# budget and fewer samples per analysis; the bad v3 is caught by its errors either way.
+if [[ $FAST == 1 ]]; then CANARY_PAUSE=8s; WAVE_PAUSE=6s; P99=1s; RATE=20; MIN=10
+else CANARY_PAUSE=20s; WAVE_PAUSE=10s; P99=100ms; RATE=20; MIN=20; fi
 isvc() { # version file
   cat <<YAML
 apiVersion: robofleet.io/v1alpha1
@@ -160,8 +160,8 @@ spec:
       interval: 2s
       failureLimit: 2
       metrics:
-      - {name: errors, builtin: ErrorRatio, maxRatio: 0.05, minSamples: 20}
-      - {name: p99, builtin: LatencyP99, maxLatency: $P99, minSamples: 20}
+      - {name: errors, builtin: ErrorRatio, maxRatio: 0.05, minSamples: $MIN}
+      - {name: p99, builtin: LatencyP99, maxLatency: $P99, minSamples: $MIN}
 YAML
 }
 isvc v1 rollout_v1.onnx | run kubectl apply -f -
