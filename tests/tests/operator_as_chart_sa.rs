@@ -193,8 +193,12 @@ async fn the_operator_e2e_tests_pass_with_the_chart_service_account() -> anyhow:
             eprintln!("{name} failed:\n{}", why.join("\n"));
             failures.push(format!("{name}:\n{text}"));
         }
-        if text.contains("forbidden") {
-            failures.push(format!("{name}: a request was forbidden:\n{text}"));
+        // An RBAC refusal names the ServiceAccount ("User \"system:serviceaccount:...\" cannot
+        // ..."); other 403s (a namespace being terminated) are not about permissions.
+        if text.contains(&format!("system:serviceaccount:{ns}:{sa}\\\" cannot"))
+            || text.contains(&format!("system:serviceaccount:{ns}:{sa}\" cannot"))
+        {
+            failures.push(format!("{name}: a request was refused by RBAC:\n{text}"));
         }
     }
     let _ = std::fs::remove_file(&kubeconfig);

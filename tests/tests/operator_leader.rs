@@ -99,7 +99,9 @@ async fn leader_election_hands_over_without_double_updates() -> anyhow::Result<(
     let kubeconfig = robofleet_tests::operator_kubeconfig(&cluster);
     let lease_name =
         robofleet_tests::operator_lease(format!("robofleet-operator-{}", random_suffix()));
-    let leases: Api<Lease> = Api::namespaced(client.clone(), "default");
+    // The operator's own namespace (POD_NAMESPACE), as the binary reads it.
+    let lease_ns = std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "default".into());
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &lease_ns);
 
     let key = format!("test.robofleet.io/leader-{}", random_suffix());
     let nodes: Api<Node> = Api::all(client.clone());
