@@ -168,6 +168,12 @@ pub fn run(args: &BatchArgs) -> Result<Summary, BatchError> {
         },
     )
     .map_err(|e| BatchError::Model(e.to_string()))?;
+    let signature =
+        ort_backend::signature(&loaded.session).map_err(|e| BatchError::Model(e.to_string()))?;
+    let detection = detection
+        .for_model(&signature)
+        .map_err(BatchError::Config)?
+        .into_owned();
     let mut backend = OrtBackend::new(loaded.session);
 
     let mut files: Vec<PathBuf> = std::fs::read_dir(&args.input)

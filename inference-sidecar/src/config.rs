@@ -1,12 +1,14 @@
 //! Command line and environment configuration of `inference-sidecar serve`, validated into one
 //! [`ServeConfig`].
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
 
+use crate::backend::ModelSignature;
 use crate::detect::postprocess::{Layout, Postprocess};
 use crate::detect::preprocess::{ColorOrder, Letterbox, Preprocess};
 use crate::ort_backend::ExecutionProvider;
@@ -282,8 +284,9 @@ fn duration(flag: &'static str, s: &str) -> Result<Duration, ConfigError> {
 /// Declared detection pre- and post-processing flags (`serve` and `batch`).
 #[derive(Debug, Clone, Args)]
 pub struct DetectArgs {
-    /// Enables `POST /v1/detect`: the model input size, WxH (e.g. 640x640). Also adds the warm-up
-    /// shape `--detect-input=1x3xHxW` unless one is given for that input.
+    /// Enables `POST /v1/detect`: the model input size, WxH (e.g. 640x640), or `auto` to take it
+    /// from the model's input (a fixed `[N, 3, H, W]`, read when each model loads). WxH also adds
+    /// the warm-up shape `--detect-input=1x3xHxW` unless one is given for that input.
     #[arg(long, env = "ROBOFLEET_DETECT_SIZE")]
     pub detect_size: Option<String>,
     /// The detector's image input.
@@ -317,7 +320,7 @@ pub struct DetectArgs {
     /// Letterbox padding pixel value (0-255).
     #[arg(long, env = "ROBOFLEET_DETECT_PAD_VALUE", default_value_t = 114)]
     pub detect_pad_value: u8,
-    /// Output layout: yolov8 or yolov5.
+    /// Output layout: yolov8, yolov5 or yolox.
     #[arg(long, env = "ROBOFLEET_DETECT_LAYOUT", default_value = "yolov8")]
     pub detect_layout: String,
     /// Class names by class id.
@@ -350,6 +353,50 @@ pub struct Detection {
     pub postprocess: Postprocess,
 }
 
+impl Detection {
+    /// This configuration for a loaded model: with `--detect-size auto`, the input size read from
+    /// the model's declared input (`[N, 3, H, W]` with fixed H and W); otherwise itself.
+    pub fn for_model(&self, signature: &ModelSignature) -> Result<Cow<'_, Self>, String> {
+        if !self.preprocess.size_from_model() {
+            return Ok(Cow::Borrowed(self));
+        }
+        let spec = signature
+            .inputs
+            .iter()
+            .find(|i| i.name == self.input)
+            .ok_or_else(|| {
+                format!(
+                    "the model has no input {:?} (--detect-input); its inputs: {}",
+                    self.input,
+                    signature
+                        .inputs
+                        .iter()
+                        .map(|i| i.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })?;
+        let dim = |i: usize| {
+            spec.shape
+                .get(i)
+                .and_then(|d| u32::try_from(*d).ok())
+                .filter(|d| (1..=8192).contains(d))
+        };
+        match (spec.shape.len(), dim(1), dim(2), dim(3)) {
+            (4, Some(3) | None, Some(h), Some(w)) => {
+                let mut d = self.clone();
+                d.preprocess.width = w;
+                d.preprocess.height = h;
+                Ok(Cow::Owned(d))
+            }
+            _ => Err(format!(
+                "--detect-size auto needs a fixed [N, 3, H, W] input; {:?} is {:?} (set --detect-size WxH)",
+                self.input, spec.shape
+            )),
+        }
+    }
+}
+
 fn detect_err(message: impl Into<String>) -> ConfigError {
     ConfigError::Detection(message.into())
 }
@@ -365,11 +412,20 @@ impl DetectArgs {
         let Some(size) = &self.detect_size else {
             return Ok(None);
         };
-        let (w, h) = size
-            .split_once('x')
-            .and_then(|(w, h)| Some((w.trim().parse::<u32>().ok()?, h.trim().parse::<u32>().ok()?)))
-            .filter(|&(w, h)| (1..=8192).contains(&w) && (1..=8192).contains(&h))
-            .ok_or_else(|| detect_err(format!("--detect-size {size:?} is not WxH (1-8192)")))?;
+        let (w, h) = if size.trim().eq_ignore_ascii_case("auto") {
+            (0, 0)
+        } else {
+            size.split_once('x')
+                .and_then(|(w, h)| {
+                    Some((w.trim().parse::<u32>().ok()?, h.trim().parse::<u32>().ok()?))
+                })
+                .filter(|&(w, h)| (1..=8192).contains(&w) && (1..=8192).contains(&h))
+                .ok_or_else(|| {
+                    detect_err(format!(
+                        "--detect-size {size:?} is not WxH (1-8192) or auto"
+                    ))
+                })?
+        };
         let color_order = match self.detect_color_order.to_ascii_lowercase().as_str() {
             "rgb" => ColorOrder::Rgb,
             "bgr" => ColorOrder::Bgr,
@@ -391,9 +447,10 @@ impl DetectArgs {
         let layout = match self.detect_layout.to_ascii_lowercase().as_str() {
             "yolov8" => Layout::Yolov8,
             "yolov5" => Layout::Yolov5,
+            "yolox" => Layout::Yolox,
             o => {
                 return Err(detect_err(format!(
-                    "--detect-layout {o:?}: yolov8 or yolov5"
+                    "--detect-layout {o:?}: yolov8, yolov5 or yolox"
                 )));
             }
         };
@@ -483,6 +540,7 @@ impl ServeArgs {
             .map(|s| parse_shape(s))
             .collect::<Result<_, _>>()?;
         if let Some(d) = &detection
+            && !d.preprocess.size_from_model()
             && !warmup_shapes.iter().any(|(n, _)| *n == d.input)
         {
             warmup_shapes.push(parse_shape(&d.preprocess.warmup_shape(&d.input))?);
@@ -630,6 +688,55 @@ mod tests {
         ] {
             assert_eq!(parse(bad).unwrap_err().kind(), "detection", "{bad:?}");
         }
+    }
+
+    #[test]
+    fn detect_size_auto_reads_the_model_input() {
+        use crate::backend::TensorSpec;
+        use crate::tensor::DataType;
+        let model = format!("file:///m.onnx@{D}");
+        let c = Cli::try_parse_from([
+            "x",
+            "--model",
+            &model,
+            "--detect-size",
+            "AUTO",
+            "--detect-layout",
+            "yolox",
+        ])
+        .unwrap()
+        .serve
+        .validate(1)
+        .unwrap();
+        assert!(c.warmup_shapes.is_empty(), "the model's own shape warms up");
+        let d = c.detection.unwrap();
+        assert_eq!(d.postprocess.layout, Layout::Yolox);
+        let sig = |name: &str, shape: Vec<i64>| ModelSignature {
+            inputs: vec![TensorSpec {
+                name: name.into(),
+                datatype: DataType::Fp32,
+                shape,
+            }],
+            outputs: vec![],
+        };
+        let r = d.for_model(&sig("images", vec![1, 3, 128, 160])).unwrap();
+        assert_eq!((r.preprocess.width, r.preprocess.height), (160, 128));
+        assert_eq!(r.postprocess, d.postprocess);
+        let dynamic = d
+            .for_model(&sig("images", vec![-1, 3, -1, -1]))
+            .unwrap_err();
+        assert!(dynamic.contains("--detect-size WxH"), "{dynamic}");
+        let other = d.for_model(&sig("x", vec![1, 3, 8, 8])).unwrap_err();
+        assert!(other.contains("no input \"images\""), "{other}");
+        assert!(d.for_model(&sig("images", vec![1, 8, 8])).is_err());
+        // an explicit size is kept whatever the model says
+        let mut fixed = d.clone();
+        fixed.preprocess.width = 64;
+        fixed.preprocess.height = 48;
+        assert!(matches!(
+            fixed.for_model(&sig("images", vec![1, 3, 8, 8])).unwrap(),
+            Cow::Borrowed(_)
+        ));
     }
 
     #[test]

@@ -606,7 +606,7 @@ async fn detect_inner(
     let Some(detection) = &st.detection else {
         return Err(Failure::invalid(
             StatusCode::NOT_FOUND,
-            "detection is not configured (serve --detect-size WxH)",
+            "detection is not configured (serve --detect-size WxH or auto)",
         ));
     };
     if st.draining.load(Ordering::SeqCst) {
@@ -630,8 +630,12 @@ async fn detect_inner(
             "too many requests in flight (the inference queue is full)".into(),
         )
     })?;
+    let server_error = |m: String| Failure(StatusCode::INTERNAL_SERVER_ERROR, Outcome::error, m);
+    let detection = detection
+        .for_model(&serving.model.signature)
+        .map_err(server_error)?;
     let bytes = read_body(st, headers, body).await?;
-    let (headers_owned, det) = (headers.clone(), detection.clone());
+    let (headers_owned, det) = (headers.clone(), detection.clone().into_owned());
     let prepared = tokio::task::spawn_blocking(move || prepare_image(&headers_owned, &bytes, &det))
         .await
         .map_err(|e| {
@@ -656,7 +660,6 @@ async fn detect_inner(
         }
     };
     let pre = &detection.preprocess;
-    let server_error = |m: String| Failure(StatusCode::INTERNAL_SERVER_ERROR, Outcome::error, m);
     let tensor = Tensor::new(
         detection.input.clone(),
         vec![1, 3, i64::from(pre.height), i64::from(pre.width)],

@@ -244,21 +244,43 @@ async fn detect_without_detection_configured_is_404() {
 #[tokio::test]
 async fn yolov5_layout_multiplies_objectness() {
     let http = Http::new();
-    let mut s = Server::with_model(
-        &fixture("yolov5_tiny.onnx"),
-        &[
-            "--detect-size",
-            "32x32",
-            "--detect-layout",
-            "yolov5",
-            "--detect-classes",
-            "red,green",
-        ],
-    );
+    // `auto` takes the 32x32 input size from the model, as the operator renders it
+    for size in ["32x32", "auto"] {
+        let mut s = Server::with_model(
+            &fixture("yolov5_tiny.onnx"),
+            &[
+                "--detect-size",
+                size,
+                "--detect-layout",
+                "yolov5",
+                "--detect-classes",
+                "red,green",
+            ],
+        );
+        s.wait_ready(&http).await;
+        let red = RgbImage::from_pixel(64, 32, Rgb([255, 0, 0]));
+        let (status, v) = detect(&http, &s, &[], png(&red)).await;
+        assert_eq!(status, 200, "{size}: {v}");
+        // the green candidate's objectness 0.5 halves its score (0.22) below the 0.25 default
+        assert_close(&boxes(&v), &red_expected()[..1], 1e-4);
+    }
+}
+
+#[tokio::test]
+async fn detect_size_auto_on_a_model_without_an_image_input_is_a_clear_500() {
+    let http = Http::new();
+    let mut s = Server::with_model(&fixture("add_mul.onnx"), &["--detect-size", "auto"]);
     s.wait_ready(&http).await;
-    let red = RgbImage::from_pixel(64, 32, Rgb([255, 0, 0]));
+    let red = RgbImage::from_pixel(8, 8, Rgb([255, 0, 0]));
     let (status, v) = detect(&http, &s, &[], png(&red)).await;
-    assert_eq!(status, 200, "{v}");
-    // the green candidate's objectness 0.5 halves its score (0.22) below the 0.25 default
-    assert_close(&boxes(&v), &red_expected()[..1], 1e-4);
+    assert_eq!(status, 500, "{v}");
+    assert!(v.to_string().contains("no input \\\"images\\\""), "{v}");
+    let text = s.metrics(&http).await;
+    assert_eq!(
+        metric(
+            &text,
+            r#"robofleet_inference_requests_total{model="model",model_version="1",outcome="error"}"#
+        ),
+        1.0
+    );
 }

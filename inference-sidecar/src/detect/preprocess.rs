@@ -62,6 +62,11 @@ impl Preprocess {
         }
     }
 
+    /// Width and height are 0: taken from the model when it loads (`--detect-size auto`).
+    pub fn size_from_model(&self) -> bool {
+        self.width == 0 || self.height == 0
+    }
+
     /// The warm-up shape for the model input named `input`, e.g. `images=1x3x640x640`.
     pub fn warmup_shape(&self, input: &str) -> String {
         format!("{input}=1x3x{}x{}", self.height, self.width)

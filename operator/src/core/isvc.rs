@@ -72,6 +72,64 @@ pub struct RenderContext<'a> {
     pub bridge_image: Option<&'a str>,
 }
 
+/// The sidecar's `/v1/detect` flags from `spec.model.preprocess/postprocess`; none without a
+/// postprocess (raw tensors only). The input size comes from the model itself (`auto`), so a new
+/// model with another input size needs no spec change.
+fn detection_args(model: &robofleet_crds::inference_service::ModelSpec) -> Vec<String> {
+    use robofleet_crds::inference_service::{ColorOrder, Letterbox, PostprocessLayout};
+    let Some(post) = &model.postprocess else {
+        return Vec::new();
+    };
+    let pre = &model.preprocess;
+    let three = |v: &[f64]| {
+        let v: Vec<String> = if v.len() == 1 {
+            vec![v[0].to_string(); 3]
+        } else {
+            v.iter().map(f64::to_string).collect()
+        };
+        v.join(",")
+    };
+    let mut args = vec![
+        "--detect-size=auto".to_owned(),
+        format!(
+            "--detect-color-order={}",
+            match pre.color_order {
+                ColorOrder::Rgb => "rgb",
+                ColorOrder::Bgr => "bgr",
+            }
+        ),
+        format!("--detect-scale={}", pre.scale),
+        format!("--detect-mean={}", three(&pre.mean)),
+        format!("--detect-std={}", three(&pre.std)),
+        format!(
+            "--detect-letterbox={}",
+            match pre.letterbox {
+                Letterbox::Center => "center",
+                Letterbox::TopLeft => "topLeft",
+            }
+        ),
+        format!("--detect-pad-value={}", pre.pad_value),
+        format!(
+            "--detect-layout={}",
+            match post.layout {
+                PostprocessLayout::Yolov8 => "yolov8",
+                PostprocessLayout::Yolov5 => "yolov5",
+                PostprocessLayout::Yolox => "yolox",
+            }
+        ),
+        format!("--detect-confidence={}", post.confidence),
+        format!("--detect-iou={}", post.iou),
+    ];
+    if !post.classes.is_empty() {
+        args.push(format!("--detect-classes={}", post.classes.join(",")));
+    }
+    if !post.strides.is_empty() {
+        let s: Vec<String> = post.strides.iter().map(u32::to_string).collect();
+        args.push(format!("--detect-strides={}", s.join(",")));
+    }
+    args
+}
+
 /// Container name of the detection bridge.
 pub const DETECT_CONTAINER: &str = "ros2-bridge-detect";
 
@@ -231,6 +289,7 @@ pub fn render(
     if let Some(t) = rt.intra_op_threads {
         args.push(format!("--intra-op-threads={t}"));
     }
+    args.extend(detection_args(model));
     if let Some(b) = &rt.batching {
         args.push(format!("--max-batch-size={}", b.max_batch_size));
         args.push(format!("--max-queue-delay={}", b.max_queue_delay.as_str()));
@@ -499,6 +558,63 @@ mod tests {
         let sc = c.security_context.clone().unwrap();
         assert_eq!(sc.run_as_non_root, Some(true));
         assert_eq!(sc.read_only_root_filesystem, Some(true));
+    }
+
+    #[test]
+    fn postprocess_renders_the_sidecar_detection_flags() {
+        let images = images();
+        let mut spec = example_spec();
+        let sidecar_args = |spec: &InferenceServiceSpec| {
+            render("detector", spec, &ctx(&images))
+                .unwrap()
+                .spec
+                .containers[0]
+                .args
+                .clone()
+                .unwrap()
+        };
+        assert!(
+            !sidecar_args(&spec)
+                .iter()
+                .any(|a| a.starts_with("--detect")),
+            "no postprocess: raw tensors only, /v1/detect stays off"
+        );
+        spec.model = serde_json::from_value(serde_json::json!({
+            "uri": "file:///models/a.onnx", "sha256": "a".repeat(64),
+            "preprocess": {"colorOrder": "bgr", "scale": 1.0, "mean": [0.5], "std": [0.25, 0.5, 1.0],
+                           "letterbox": "topLeft", "padValue": 0},
+            "postprocess": {"layout": "yolox", "classes": ["person", "forklift"], "confidence": 0.4,
+                            "iou": 0.6, "strides": [8, 16]}
+        }))
+        .unwrap();
+        let args = sidecar_args(&spec);
+        for want in [
+            "--detect-size=auto",
+            "--detect-color-order=bgr",
+            "--detect-scale=1",
+            "--detect-mean=0.5,0.5,0.5",
+            "--detect-std=0.25,0.5,1",
+            "--detect-letterbox=topLeft",
+            "--detect-pad-value=0",
+            "--detect-layout=yolox",
+            "--detect-classes=person,forklift",
+            "--detect-confidence=0.4",
+            "--detect-iou=0.6",
+            "--detect-strides=8,16",
+        ] {
+            assert!(args.iter().any(|a| a == want), "{want} in {args:?}");
+        }
+        // defaults: YOLO preprocessing, the layout's own strides
+        spec.model = serde_json::from_value(serde_json::json!({
+            "uri": "file:///models/a.onnx", "sha256": "a".repeat(64),
+            "postprocess": {"layout": "yolov8"}
+        }))
+        .unwrap();
+        let args = sidecar_args(&spec);
+        assert!(args.iter().any(|a| a == "--detect-color-order=rgb"));
+        assert!(args.iter().any(|a| a == "--detect-letterbox=center"));
+        assert!(!args.iter().any(|a| a.starts_with("--detect-strides")));
+        assert!(!args.iter().any(|a| a.starts_with("--detect-classes")));
     }
 
     #[test]
