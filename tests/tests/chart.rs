@@ -543,3 +543,273 @@ async fn kustomize_base_is_the_rendered_chart_and_the_overlay_applies() -> anyho
     );
     Ok(())
 }
+
+/// A CRD deleted when dropped (its objects go with it).
+struct ThrowawayCrd(String);
+
+impl Drop for ThrowawayCrd {
+    fn drop(&mut self) {
+        let out = run(tool("kubectl").args([
+            "delete",
+            "crd",
+            &self.0,
+            "--ignore-not-found",
+            "--wait=false",
+        ]));
+        if !out.status.success() {
+            eprintln!(
+                "kubectl delete crd {}: {}",
+                self.0,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
+
+/// `crd` (one of charts/robofleet/crds/) moved to `group`: its name follows, and the short names
+/// and categories go (they would be ambiguous beside the real CRD's).
+fn in_group(crd: &Value, group: &str) -> Value {
+    let mut c = crd.clone();
+    let plural = c["spec"]["names"]["plural"]
+        .as_str()
+        .expect("spec.names.plural")
+        .to_owned();
+    c["metadata"] = json!({"name": format!("{plural}.{group}")});
+    c["spec"]["group"] = json!(group);
+    let names = c["spec"]["names"].as_object_mut().expect("spec.names");
+    names.remove("shortNames");
+    names.remove("categories");
+    c
+}
+
+/// The `message` of the CEL rule at `pointer` (a schema node) whose message contains `words`.
+fn rule_message(crd: &Value, pointer: &str, words: &str) -> String {
+    crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+        .pointer(pointer)
+        .and_then(|n| n["x-kubernetes-validations"].as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["message"].as_str())
+        .find(|m| m.contains(words))
+        .unwrap_or_else(|| panic!("no CEL rule at {pointer} says {words:?}"))
+        .to_owned()
+}
+
+/// The documented CRD upgrade (docs/install.md, "Upgrading": `kubectl apply --server-side
+/// --force-conflicts -f charts/robofleet/crds/`, then `helm upgrade`), on a copy of the SensorSim
+/// CRD in a throwaway group (tests share the cluster and the real CRDs). The "previous release"
+/// lacks `spec.noise`; a Helm release installs it from its `crds/` as Helm does, with one object
+/// of its own, and the test adds another. After the upgrade the objects keep their data, the new
+/// field is accepted and stored, invalid values (of the new field, of CEL rules, of a transition
+/// rule) are refused with their messages, and `helm upgrade` of the release (whose `crds/` still
+/// holds the old schema) works and leaves the upgraded CRD alone.
+#[tokio::test]
+#[ignore = "needs cluster"]
+async fn crd_upgrade_by_server_side_apply_keeps_objects_and_takes_the_new_schema()
+-> anyhow::Result<()> {
+    let cluster = TestCluster::connect().await?;
+    let ns = TestNamespace::create(&cluster.client, "chart-crd-upgrade", &[]).await?;
+    let current: Value = serde_yaml::from_str(&std::fs::read_to_string(
+        repo().join("charts/robofleet/crds/sensorsims.robofleet.io.yaml"),
+    )?)?;
+    let group = format!("u{}.upgrade-test.robofleet.io", random_suffix());
+    let new = in_group(&current, &group);
+    let mut old = new.clone();
+    for v in old["spec"]["versions"].as_array_mut().expect("versions") {
+        let spec = v
+            .pointer_mut("/schema/openAPIV3Schema/properties/spec/properties")
+            .and_then(Value::as_object_mut)
+            .expect("spec properties");
+        assert!(spec.remove("noise").is_some(), "the CRD has spec.noise");
+    }
+    let crd_name = new["metadata"]["name"].as_str().expect("name").to_owned();
+    let resource = crd_name.clone(); // `sensorsims.<group>` for kubectl
+    let api_version = format!("{group}/v1alpha1");
+
+    // The previous release's chart: the old CRD in crds/, one object in templates/.
+    let tmp = std::env::temp_dir().join(format!("robofleet-crd-upgrade-{}", random_suffix()));
+    let chart_dir = tmp.join("chart");
+    std::fs::create_dir_all(chart_dir.join("crds"))?;
+    std::fs::create_dir_all(chart_dir.join("templates"))?;
+    std::fs::write(
+        chart_dir.join("Chart.yaml"),
+        "apiVersion: v2\nname: crd-upgrade-test\nversion: 0.1.0\n",
+    )?;
+    std::fs::write(
+        chart_dir.join("crds/sensorsims.yaml"),
+        serde_json::to_string_pretty(&old)?,
+    )?;
+    std::fs::write(
+        chart_dir.join("templates/sim.yaml"),
+        format!(
+            "apiVersion: {api_version}\nkind: SensorSim\nmetadata:\n  name: from-release\nspec:\n  \
+             sensor: {{type: lidar2d, topic: /scan, rateHz: 15}}\n  duration: 10s\n\
+             {{{{- with .Values.noise }}}}\n  noise: {{{{ toJson . }}}}\n{{{{- end }}}}\n"
+        ),
+    )?;
+    let _crd = ThrowawayCrd(crd_name.clone());
+    let release = format!("crd-up-{}", random_suffix());
+    ok(tool("helm").args([
+        "install",
+        &release,
+        &chart_dir.display().to_string(),
+        "-n",
+        &ns.name,
+    ]));
+    let _release = Release {
+        name: release.clone(),
+        namespace: ns.name.clone(),
+    };
+
+    let file = |name: &str, obj: &Value| -> anyhow::Result<PathBuf> {
+        let p = tmp.join(format!("{name}.json"));
+        std::fs::write(&p, obj.to_string())?;
+        Ok(p)
+    };
+    let sim = |name: &str, spec: Value| {
+        json!({"apiVersion": api_version, "kind": "SensorSim",
+               "metadata": {"name": name, "namespace": ns.name}, "spec": spec})
+    };
+    let lidar_spec = json!({
+        "sensor": {"type": "lidar2d", "topic": "/scan", "rateHz": 20, "lidar": {"beams": 360}},
+        "duration": "15s",
+        "scenario": {"obstacles": [{"name": "box", "bearingDeg": 0, "startDistance": 2.0,
+                                    "speed": 0.5, "minDistance": 0.2, "width": 0.3}]},
+        "expect": [{"name": "stops", "safetyStopWithin": "200ms", "whenDistanceBelow": 0.35}],
+        "unitsUnderTest": {"safetyPolicyRef": {"name": "front"}},
+    });
+    let created = file("lidar", &sim("lidar", lidar_spec))?;
+    ok(tool("kubectl").args(["create", "-f"]).arg(&created));
+    let get_spec = |name: &str| -> anyhow::Result<Value> {
+        let out = ok(tool("kubectl").args(["get", &resource, name, "-n", &ns.name, "-o", "json"]));
+        Ok(serde_json::from_str::<Value>(&out)?["spec"].clone())
+    };
+    let lidar_before = get_spec("lidar")?;
+    let release_before = get_spec("from-release")?;
+    assert!(lidar_before["scenario"]["obstacles"][0]["name"] == "box");
+    // The old schema does not know spec.noise: strict field validation refuses it.
+    let noise = json!({"stddev": 0.05, "seed": 7});
+    let noisy = file(
+        "noisy",
+        &sim(
+            "noisy",
+            json!({"sensor": {"type": "lidar2d", "topic": "/scan"}, "noise": noise}),
+        ),
+    )?;
+    let out = run(tool("kubectl").args(["create", "-f"]).arg(&noisy));
+    assert!(
+        refused(&out, "unknown field \"spec.noise\""),
+        "the old schema took spec.noise: {out:?}"
+    );
+
+    // The upgrade, as documented.
+    let crds_dir = tmp.join("crds");
+    std::fs::create_dir_all(&crds_dir)?;
+    std::fs::write(
+        crds_dir.join("sensorsims.yaml"),
+        serde_json::to_string_pretty(&new)?,
+    )?;
+    ok(tool("kubectl")
+        .args(["apply", "--server-side", "--force-conflicts", "-f"])
+        .arg(&crds_dir));
+    ok(tool("kubectl").args([
+        "wait",
+        "--for=condition=Established",
+        &format!("crd/{crd_name}"),
+        "--timeout=60s",
+    ]));
+    // The API server swaps its handler for the new schema shortly after.
+    wait_until(
+        Duration::from_secs(30),
+        "the upgraded CRD takes spec.noise",
+        || {
+            let out = run(tool("kubectl").args(["create", "-f"]).arg(&noisy));
+            async move { Ok(out.status.success()) }
+        },
+    )
+    .await?;
+    assert_eq!(get_spec("noisy")?["noise"], noise, "spec.noise is stored");
+    // the objects made under the old schema keep their data
+    assert_eq!(get_spec("lidar")?, lidar_before);
+    assert_eq!(get_spec("from-release")?, release_before);
+    // and take the new field
+    ok(tool("kubectl").args([
+        "patch",
+        &resource,
+        "lidar",
+        "-n",
+        &ns.name,
+        "--type=merge",
+        "-p",
+        &json!({"spec": {"noise": noise}}).to_string(),
+    ]));
+    let mut want = lidar_before.clone();
+    want["noise"] = noise.clone();
+    assert_eq!(get_spec("lidar")?, want);
+
+    // Invalid values are refused with the schema's and the CEL rules' messages.
+    let patch = |p: Value| {
+        run(tool("kubectl").args([
+            "patch",
+            &resource,
+            "lidar",
+            "-n",
+            &ns.name,
+            "--type=merge",
+            "-p",
+            &p.to_string(),
+        ]))
+    };
+    let out = patch(json!({"spec": {"noise": {"stddev": 300}}}));
+    assert!(
+        refused(&out, "spec.noise.stddev") && refused(&out, "less than or equal to 255"),
+        "{out:?}"
+    );
+    let immutable = rule_message(&current, "/properties/spec/properties/sensor", "immutable");
+    let out = patch(json!({"spec": {"sensor": {"type": "camera", "lidar": null}}}));
+    assert!(refused(&out, &immutable), "{out:?}");
+    let obstacles = rule_message(&current, "/properties/spec", "obstacles");
+    let camera = file(
+        "camera",
+        &sim(
+            "camera",
+            json!({"sensor": {"type": "camera", "topic": "/image"},
+                   "scenario": {"obstacles": [{"name": "box", "bearingDeg": 0,
+                                               "startDistance": 2.0, "width": 0.3}]}}),
+        ),
+    )?;
+    let out = run(tool("kubectl").args(["create", "-f"]).arg(&camera));
+    assert!(refused(&out, &obstacles), "{out:?}");
+    assert_eq!(get_spec("lidar")?, want, "a refused patch changed nothing");
+
+    // The release upgrades (with the documented --reuse-values), its object takes the new field,
+    // and Helm leaves the CRD alone although the chart's crds/ still has the old schema.
+    let values = tmp.join("values.json");
+    std::fs::write(&values, json!({"noise": noise}).to_string())?;
+    ok(tool("helm").args([
+        "upgrade",
+        &release,
+        &chart_dir.display().to_string(),
+        "-n",
+        &ns.name,
+        "--reuse-values",
+        "-f",
+        &values.display().to_string(),
+    ]));
+    assert_eq!(get_spec("from-release")?["noise"], noise);
+    let served = ok(tool("kubectl").args([
+        "get",
+        "crd",
+        &crd_name,
+        "-o",
+        "jsonpath={.spec.versions[0].schema.openAPIV3Schema.properties.spec.properties.noise.type}",
+    ]));
+    assert_eq!(served, "object", "helm upgrade reverted the CRD");
+    let status: Value = serde_json::from_str(&ok(
+        tool("helm").args(["status", &release, "-n", &ns.name, "-o", "json"])
+    ))?;
+    assert_eq!(status["version"], 2, "release revision");
+    assert_eq!(status["info"]["status"], "deployed");
+    std::fs::remove_dir_all(&tmp)?;
+    Ok(())
+}
