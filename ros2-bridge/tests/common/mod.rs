@@ -170,6 +170,11 @@ impl Proc {
         self.stdin = None;
     }
 
+    /// Still running (not exited).
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().expect("wait").is_none()
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -236,6 +241,27 @@ pub fn cyclone_nowait(name: &str, domain: u16, args: &[&str]) -> Proc {
         .args(args)
         .env("ROS_DOMAIN_ID", domain.to_string());
     Proc::start(name, cmd, "stdout")
+}
+
+/// Another peer script of tests/peers (JSON lines on stdout), started like the Cyclone peer;
+/// returns once it is up.
+pub fn peer(name: &str, script: &str, domain: u16, args: &[&str]) -> Proc {
+    let mut cmd = Command::new(python());
+    cmd.arg(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/peers")
+            .join(script),
+    )
+    .args(args)
+    .env("ROS_DOMAIN_ID", domain.to_string());
+    let mut p = Proc::start(name, cmd, "stdout");
+    p.wait_for("ready", MATCH_TIMEOUT, |v| v["ev"] == "ready");
+    p
+}
+
+/// Any program whose JSON lines arrive on `json_on` (`stdout` or `stderr`).
+pub fn process(name: &str, cmd: Command, json_on: &str) -> Proc {
+    Proc::start(name, cmd, json_on)
 }
 
 /// A Cyclone reader of the stop lock.
@@ -305,7 +331,12 @@ pub fn http_get(addr: &str, path: &str) -> (u16, String) {
 
 /// The value of one series (exact name with labels as printed) or 0 if absent.
 pub fn metric(addr: &str, series: &str) -> f64 {
-    let (_, body) = http_get(addr, "/metrics");
+    series_value(&http_get(addr, "/metrics").1, series)
+}
+
+/// The value of one series in a `/metrics` body already fetched (several series from one
+/// scrape are consistent with each other), or 0 if absent.
+pub fn series_value(body: &str, series: &str) -> f64 {
     body.lines()
         .find_map(|l| {
             l.strip_prefix(series)
