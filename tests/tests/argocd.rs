@@ -2,15 +2,18 @@
 //! under both C Lua 5.1 (`lua5.1`, through `tests/argocd/lua51/run.lua`) and gopher-lua as Argo CD
 //! embeds it (the Go harness `tests/argocd/harness`, which calls them the way Argo CD's `util/lua`
 //! does), over every status fixture in `tests/fixtures/argocd/` (captured from the operator on the
-//! local cluster, or `*.synthetic.json` for states the operator does not produce yet), and must
-//! agree with each other and with the table below. `argocd-cm.yaml` must hold exactly the script
-//! files; the Applications and the example model repository follow the sync-wave rules of
-//! docs/gitops.md. The cluster test checks the scripts on live objects from the operator
-//! (InferenceService, SafetyPolicy and SensorSim states), runs the SafetyPolicy `approve` and
-//! `reset` actions through the gopher-lua harness and applies them as Argo CD does (the operator
-//! approves exactly the pending change and acknowledges the reset), server-dry-runs the Kubernetes
-//! objects of `deploy/argocd/`, and with `ROBOFLEET_CAPTURE_FIXTURES=<dir>` writes the live objects
-//! there as fixtures (`cp <dir>/*.json tests/fixtures/argocd/`, then delete replaced synthetics).
+//! local cluster, or `*.synthetic.json` for the two phase-less statuses this operator never
+//! writes), and must agree with each other and with the table below. `argocd-cm.yaml` must hold
+//! exactly the script files; the Applications and the example model repository follow the
+//! sync-wave rules of docs/gitops.md. The cluster test checks the scripts on live objects from the
+//! operator (InferenceService states, among them a rollout's wave, pause, spec.paused and abort;
+//! SafetyPolicy states, among them Healthy with an approval pending; SensorSim phases), runs the
+//! InferenceService `pause`, `resume` and `abort` and the SafetyPolicy `approve` and `reset`
+//! actions through the gopher-lua harness and applies them as Argo CD does (the operator
+//! approves exactly the pending change and acknowledges each verb), server-dry-runs the
+//! Kubernetes objects of `deploy/argocd/`, and with `ROBOFLEET_CAPTURE_FIXTURES=<dir>` writes the
+//! live objects there as fixtures (`cp <dir>/*.json tests/fixtures/argocd/`, then delete replaced
+//! synthetics).
 
 #![allow(clippy::expect_used)] // test helpers may panic with context
 
@@ -148,31 +151,39 @@ const EXPECTED: &[Expect] = &[
         message: &["NamespaceNotAllowed: ", "robofleet.io/robot-workloads"],
         enabled: &["pause"],
     },
-    // InferenceService, synthetic until rollouts and verbs are built
+    // InferenceService rollouts, captured: a canary wave in its timed pause, held by the pause
+    // action, held by spec.paused, aborted by the abort action
     Expect {
         fixture: "inferenceservice-progressing-wave",
         health: "Progressing",
-        message: &["wave 2/3"],
+        message: &["wave 1/3 (canary)", "pausing until"],
         enabled: &["abort", "pause", "promote", "promote-full"],
     },
     Expect {
         fixture: "inferenceservice-paused",
         health: "Suspended",
-        message: &["paused by robofleet.io/action"],
+        message: &["paused by the pause action", "wave 1/3"],
         enabled: &["abort", "promote", "promote-full", "resume"],
     },
     Expect {
         fixture: "inferenceservice-paused-in-git",
         health: "Suspended",
-        message: &["spec.paused"],
+        message: &["spec.paused is true", "wave 1/3"],
         enabled: &["abort"],
     },
     Expect {
         fixture: "inferenceservice-aborted",
         health: "Degraded",
-        message: &["RolloutAborted: rollout aborted", "retry"],
+        message: &[
+            "RolloutAborted: rollout of revision",
+            "aborted",
+            "retry action",
+        ],
         enabled: &["pause", "retry"],
     },
+    // InferenceService, synthetic: a status without `phase` (the scripts fall back to the
+    // conditions, for a status written by another controller version); this operator always
+    // writes a phase, so it cannot produce these
     Expect {
         fixture: "inferenceservice-conditions-only-paused",
         health: "Suspended",
@@ -214,31 +225,32 @@ const EXPECTED: &[Expect] = &[
         message: &["0/2 monitors ready"],
         enabled: &["reset"],
     },
-    // SafetyPolicy, synthetic: Healthy needs monitors with real scans and a stop-lock consumer
+    // SafetyPolicy, captured with a LIDAR and a stop-lock consumer on the robot: Healthy after a
+    // reset, a relaxation pending (still Healthy), and the approve action applied but not yet
+    // acted on (the operator stopped)
     Expect {
         fixture: "safetypolicy-approval-pending",
         health: "Healthy",
         message: &[
             "Approval pending",
-            "a41c9e77",
-            "robofleet.io/approve",
-            "42/42 monitors ready",
+            "robofleet.io/approve=",
+            "1/1 monitors ready, 1 enforcing",
         ],
         enabled: &["approve", "reset"],
     },
     Expect {
         fixture: "safetypolicy-approval-given",
         health: "Healthy",
-        message: &["Approval pending"],
+        message: &["Approval pending", "1/1 monitors ready"],
         enabled: &["reset"],
     },
     Expect {
         fixture: "safetypolicy-healthy-latched",
         health: "Healthy",
-        message: &["42/42 monitors ready"],
+        message: &["1/1 monitors ready, 1 enforcing"],
         enabled: &["reset"],
     },
-    // SensorSim, captured (pending: synthetic, the sim starts at once here)
+    // SensorSim, captured (pending: a sim on a robot Node no kubelet serves)
     Expect {
         fixture: "sensorsim-template",
         health: "Healthy",
@@ -618,9 +630,11 @@ fn actions_set_only_their_annotation_on_both_interpreters() {
                     .trim_end_matches("-1")
                     .parse()
                     .unwrap_or_else(|e| panic!("{what}: nonce {nonce}: {e}"));
+                // os.time() is time(2), which reads the coarse clock: up to a tick behind
+                // SystemTime, so one second behind just after a second turns over
                 assert!(
-                    (before..=after).contains(&secs),
-                    "{what}: nonce {secs} is not now"
+                    (before.saturating_sub(1)..=after).contains(&secs),
+                    "{what}: nonce {secs} is not now ({before}..={after})"
                 );
                 assert_only_annotation_changed(&original, &patched, ACTION, &what);
             }
@@ -631,6 +645,14 @@ fn actions_set_only_their_annotation_on_both_interpreters() {
     for interp in INTERPRETERS {
         let mut done = false;
         for _ in 0..5 {
+            // start well inside a second: os.time() may lag a tick behind (see above)
+            let sub = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .expect("clock after 1970")
+                .subsec_millis();
+            if !(50..500).contains(&sub) {
+                std::thread::sleep(Duration::from_millis(u64::from(1100 - sub) % 1000));
+            }
             let now = now_secs();
             let mut obj = read_json(&path);
             obj["metadata"]["annotations"] = json!({ACTION: format!("pause@{now}")});
@@ -961,7 +983,7 @@ fn applications_and_the_model_repository_follow_the_sync_rules() {
 
 mod live {
     use super::*;
-    use k8s_openapi::api::core::v1::Node;
+    use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
     use k8s_openapi::api::scheduling::v1::PriorityClass;
     use kube::api::{ApiResource, DynamicObject, ListParams, Patch, PatchParams, PostParams};
     use kube::{Api, Client, ResourceExt};
@@ -1113,8 +1135,8 @@ mod live {
         );
     }
 
-    /// Runs a SafetyPolicy action on `live` with the gopher-lua harness, as Argo CD does, and
-    /// applies the annotations it set as a merge patch; returns the value it set.
+    /// Runs an action on `live` with the gopher-lua harness, as Argo CD does (discovery must
+    /// enable it), and applies the annotation it set as a merge patch; returns the value it set.
     async fn apply_action(
         api: &Api<DynamicObject>,
         live: &Value,
@@ -1122,21 +1144,12 @@ mod live {
         tmp: &Path,
     ) -> anyhow::Result<String> {
         let name = live["metadata"]["name"].as_str().expect("name");
+        let kind = kind_of(live);
         let discovery = {
             let path = tmp.join(format!("{name}-{verb}.json"));
             std::fs::write(&path, live.to_string())?;
-            let actions = run_ok(
-                Interp::Gopher,
-                "discovery",
-                &discovery_script(Kind::SafetyPolicy),
-                &path,
-            );
-            let patched = run_ok(
-                Interp::Gopher,
-                "action",
-                &action_script(Kind::SafetyPolicy, verb),
-                &path,
-            );
+            let actions = run_ok(Interp::Gopher, "discovery", &discovery_script(kind), &path);
+            let patched = run_ok(Interp::Gopher, "action", &action_script(kind, verb), &path);
             (actions, patched)
         };
         let (actions, patched) = discovery;
@@ -1217,9 +1230,13 @@ mod live {
             .await?
             .items
             .iter()
+            .filter(|n| n.labels().get("kwok.x-k8s.io/node").map(String::as_str) == Some("fake"))
             .map(ResourceExt::name_any)
             .collect();
-        anyhow::ensure!(robots.len() >= 2, "need 2 robots, have {}", robots.len());
+        // A simulated robot Node no kubelet (kwok or the pod runner) serves: pods bound to it
+        // stay without container statuses, so a SensorSim on it stays Pending.
+        let ghost = format!("argocd-ghost-{}", random_suffix());
+        anyhow::ensure!(robots.len() >= 3, "need 3 robots, have {}", robots.len());
         let label = |node: String, value: Option<&'static str>| {
             let nodes = nodes.clone();
             let patch = json!({"metadata": {"labels": {key.clone(): value}}});
@@ -1232,6 +1249,8 @@ mod live {
         for r in &robots[..2] {
             label(r.clone(), Some("yes")).await?;
         }
+        // the third robot carries the Healthy SafetyPolicy (a LIDAR feeds its monitor)
+        label(robots[2].clone(), Some("guard")).await?;
 
         let result = async {
             let ns = TestNamespace::create(&client, "argocd-live", &[(labels::ROBOT_WORKLOADS, "true")])
@@ -1314,6 +1333,71 @@ mod live {
                 json!([{"name": "early", "safetyStopWithin": "100ms", "whenDistanceBelow": 0.9}]), None)?).await?;
             sims.create(&pp, &sim("on-real-robot", json!([]),
                 Some(json!({"mode": "Robots", "robotSelector": {"matchLabels": {key.clone(): "yes"}}})))?).await?;
+            // A sim on the ghost robot: its pod never starts.
+            let node: Node = serde_json::from_value(json!({
+                "apiVersion": "v1", "kind": "Node",
+                "metadata": {"name": ghost, "labels": {labels::ROBOT: "true", labels::SIMULATED: "true",
+                                                     key.clone(): "ghost"}},
+            }))?;
+            nodes.create(&pp, &node).await?;
+            sims.create(&pp, &sim("on-ghost", json!([]),
+                Some(json!({"mode": "Robots", "robotSelector": {"matchLabels": {key.clone(): "ghost"}}})))?).await?;
+
+            // A rollout to watch: the first revision goes out at once; the next one in waves.
+            let roller_port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+            let roller = |file: &str| -> anyhow::Result<Value> {
+                let path = repo().join("tests/fixtures/models").join(file);
+                Ok(json!({
+                    "apiVersion": "robofleet.io/v1alpha1", "kind": "InferenceService",
+                    "metadata": {"name": "roller"},
+                    "spec": {
+                        "model": {"uri": format!("file://{}", path.display()),
+                                  "sha256": sha256_hex(&std::fs::read(&path)?), "version": file},
+                        "runtime": {"ports": {"inference": roller_port, "metrics": roller_port + 1}},
+                        "robotSelector": {"matchLabels": {key.clone(): "yes"}},
+                        "rollout": {
+                            "waves": [
+                                {"name": "canary", "robots": 1, "pause": {"duration": "30m"}},
+                                {"name": "early", "percent": 50, "pause": {"untilApproved": true}},
+                                {"name": "rest", "percent": 100},
+                            ],
+                            // the "watch" monitors have no scans: their stop locks must not hold it
+                            "gates": {"safetyStopActive": "Ignore"},
+                        },
+                    }
+                }))
+            };
+            isvcs.create(&pp, &serde_json::from_value(roller("rollout_v1.onnx")?)?).await?;
+
+            // A LIDAR on the third robot (a sensor-sim pod in its ROS domain that also consumes
+            // the stop lock, as twist_mux would) makes the monitors of policy "guard" Ready and
+            // enforcing: Healthy.
+            let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns.name);
+            cms.create(&pp, &serde_json::from_value(json!({
+                "metadata": {"name": "lidar"},
+                "data": {"scenario.yaml": "sensor: {type: lidar2d, topic: /scan, rateHz: 20, lidar: {beams: 360}}\n\
+                                           duration: 900s\nunitsUnderTest: {stopTopic: /safety/stop}\n"},
+            }))?).await?;
+            let lidar: Pod = serde_json::from_value(json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "lidar", "labels": {"app.kubernetes.io/managed-by": "robofleet-operator"}},
+                "spec": {
+                    "nodeName": robots[2], "hostNetwork": true, "restartPolicy": "Never",
+                    "terminationGracePeriodSeconds": 2,
+                    "containers": [{
+                        "name": "sim", "image": BRIDGE,
+                        "args": ["sensor-sim", "--config", "/etc/sim/scenario.yaml", "--result", "/results/result.json"],
+                        "volumeMounts": [{"name": "cfg", "mountPath": "/etc/sim"},
+                                         {"name": "results", "mountPath": "/results"}],
+                    }],
+                    "volumes": [{"name": "cfg", "configMap": {"name": "lidar"}},
+                                {"name": "results", "emptyDir": {}}],
+                }
+            }))?;
+            Api::<Pod>::namespaced(client.clone(), &ns.name).create(&pp, &lidar).await?;
+            let mut guard = serde_json::to_value(policy("guard", &key)?)?;
+            guard["spec"]["robotSelector"]["matchLabels"][&key] = json!("guard");
+            policies.create(&pp, &serde_json::from_value(guard)?).await?;
 
             let last = std::cell::RefCell::new(Value::Null);
             let last = &last;
@@ -1328,6 +1412,8 @@ mod live {
                  |o: &Value| observed(o) && stalled_reason(o).as_deref() == Some("NoMatchingRobots")),
                 (&policies, "watch", "safetypolicy-progressing",
                  |o: &Value| observed(o) && o["status"]["phase"] == "Progressing" && o["status"]["robots"]["total"] == 2),
+                (&sims, "on-ghost", "sensorsim-pending",
+                 |o: &Value| observed(o) && o["status"]["phase"] == "Pending"),
             ] {
                 wait_until(Duration::from_secs(120), stem, move || async move {
                     let o = fetch(api, name).await?;
@@ -1419,14 +1505,128 @@ mod live {
             .await;
             check_and_capture("sensorsim-template", &fetch(&sims, "lidar-approach").await?, &tmp);
 
+            // A rollout, driven with the Argo CD actions: the canary wave in its timed pause
+            // (Progressing), held by the pause action (Suspended), resumed, held by spec.paused
+            // in git (Suspended, only abort offered), then aborted (Degraded, retry offered).
+            let isvcs_ref = &isvcs;
+            let wait_roller = |what: &'static str, secs: u64, done: Box<dyn Fn(&Value) -> bool>| async move {
+                let done = &done;
+                wait_until(Duration::from_secs(secs), what, move || async move {
+                    let o = fetch(isvcs_ref, "roller").await?;
+                    let finished = observed(&o) && done(&o);
+                    *last.borrow_mut() = o;
+                    Ok(finished)
+                })
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}: last seen {}", last.borrow()))?;
+                anyhow::Ok(last.borrow().clone())
+            };
+            wait_roller("roller Healthy at its first revision", 120, Box::new(|o: &Value| {
+                o["status"]["phase"] == "Healthy" && o["status"]["robots"]["ready"] == 2
+            }))
+            .await?;
+            let next = roller("rollout_v2.onnx")?;
+            isvcs
+                .patch("roller", &PatchParams::default(),
+                    &Patch::Merge(json!({"spec": {"model": next["spec"]["model"]}})))
+                .await?;
+            let live = wait_roller("roller canary wave updated, in its pause", 150, Box::new(|o: &Value| {
+                o["status"]["phase"] == "Progressing"
+                    && o["status"]["currentWave"] == 1
+                    && o["status"]["canaryRevision"].is_object()
+                    && o["status"]["message"].as_str().is_some_and(|m| m.contains("pausing until"))
+            }))
+            .await?;
+            check_and_capture("inferenceservice-progressing-wave", &live, &tmp);
+            let value = apply_action(&isvcs, &live, "pause", &tmp).await?;
+            let live = wait_roller("roller paused by the action", 60, Box::new(move |o: &Value| {
+                o["status"]["lastAction"] == value.as_str() && o["status"]["phase"] == "Paused"
+            }))
+            .await?;
+            check_and_capture("inferenceservice-paused", &live, &tmp);
+            let value = apply_action(&isvcs, &live, "resume", &tmp).await?;
+            wait_roller("roller resumed", 60, Box::new(move |o: &Value| {
+                o["status"]["lastAction"] == value.as_str() && o["status"]["phase"] == "Progressing"
+            }))
+            .await?;
+            isvcs
+                .patch("roller", &PatchParams::default(), &Patch::Merge(json!({"spec": {"paused": true}})))
+                .await?;
+            let live = wait_roller("roller paused by spec.paused", 60, Box::new(|o: &Value| {
+                o["status"]["phase"] == "Paused"
+            }))
+            .await?;
+            check_and_capture("inferenceservice-paused-in-git", &live, &tmp);
+            isvcs
+                .patch("roller", &PatchParams::default(), &Patch::Merge(json!({"spec": {"paused": false}})))
+                .await?;
+            let live = wait_roller("roller unpaused", 60, Box::new(|o: &Value| {
+                o["status"]["phase"] == "Progressing"
+            }))
+            .await?;
+            let value = apply_action(&isvcs, &live, "abort", &tmp).await?;
+            // aborted, and every robot back on the stable revision (Reconciling False)
+            let live = wait_roller("roller aborted and rolled back", 120, Box::new(move |o: &Value| {
+                o["status"]["lastAction"] == value.as_str()
+                    && o["status"]["phase"] == "Degraded"
+                    && o["status"]["abortedRevision"].is_string()
+                    && o["status"]["conditions"].as_array().is_some_and(|cs| cs.iter().any(|c| {
+                        c["type"] == "Reconciling" && c["status"] == "False"
+                    }))
+            }))
+            .await?;
+            check_and_capture("inferenceservice-aborted", &live, &tmp);
+
+            // A Healthy Latched policy: reset acknowledged; then a relaxation waits for approval
+            // while the policy stays Healthy.
+            wait_until(Duration::from_secs(150), "guard Healthy", move || async move {
+                let o = fetch(policies_ref, "guard").await?;
+                let finished = observed(&o)
+                    && o["status"]["phase"] == "Healthy"
+                    && o["status"]["robots"]["enforcing"] == 1;
+                *last.borrow_mut() = o;
+                Ok(finished)
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}: last seen {}", last.borrow()))?;
+            let healthy = last.borrow().clone();
+            let value = apply_action(&policies, &healthy, "reset", &tmp).await?;
+            let value = value.as_str();
+            wait_until(Duration::from_secs(60), "guard reset acknowledged", move || async move {
+                let o = fetch(policies_ref, "guard").await?;
+                let finished = observed(&o)
+                    && o["status"]["lastAction"] == value
+                    && o["status"]["phase"] == "Healthy";
+                *last.borrow_mut() = o;
+                Ok(finished)
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}: last seen {}", last.borrow()))?;
+            check_and_capture("safetypolicy-healthy-latched", &last.borrow(), &tmp);
+            policies
+                .patch("guard", &PatchParams::default(), &Patch::Merge(json!({"spec": {"zones": [
+                    {"name": "front", "shape": "sector", "action": "stop",
+                     "minAngleDeg": -30, "maxAngleDeg": 30, "range": 0.2}]}})))
+                .await?;
+            wait_until(Duration::from_secs(60), "guard ApprovalPending, Healthy", move || async move {
+                let o = fetch(policies_ref, "guard").await?;
+                let finished = observed(&o) && pending(&o) && o["status"]["phase"] == "Healthy";
+                *last.borrow_mut() = o;
+                Ok(finished)
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}: last seen {}", last.borrow()))?;
+            check_and_capture("safetypolicy-approval-pending", &last.borrow(), &tmp);
+
             // A wrong sha256 without automatic rollback: every robot falls back to the stable
-            // revision and stays there, ModelLoadFailed.
+            // revision and stays there, ModelLoadFailed (the stop locks of the unfed "watch"
+            // monitors are engaged: the gate ignores them).
             isvcs
                 .patch("detector", &PatchParams::default(),
                     &Patch::Merge(json!({"spec": {"model": {"sha256": "0".repeat(64)},
-                        "rollout": {"strategy": "AllAtOnce", "autoRollback": false}}})))
+                        "rollout": {"strategy": "AllAtOnce", "waves": null, "autoRollback": false,
+                                    "gates": {"safetyStopActive": "Ignore"}}}})))
                 .await?;
-            let isvcs_ref = &isvcs;
             wait_until(Duration::from_secs(150), "detector ModelLoadFailed", move || async move {
                 let o = fetch(isvcs_ref, "detector").await?;
                 let finished =
@@ -1451,15 +1651,22 @@ mod live {
             check_and_capture("inferenceservice-generation-not-observed", &stale, &tmp);
             isvcs.create(&pp, &isvc("fresh", &key, &good_sha)?).await?;
             check_and_capture("inferenceservice-no-status", &fetch(&isvcs, "fresh").await?, &tmp);
+            // The approve action applied, not yet acted on: approve is offered no more.
+            let waiting = fetch(&policies, "guard").await?;
+            let hash = apply_action(&policies, &waiting, "approve", &tmp).await?;
+            let given = fetch(&policies, "guard").await?;
+            anyhow::ensure!(pending(&given) && given["status"]["pendingHash"] == hash.as_str(), "{given}");
+            check_and_capture("safetypolicy-approval-given", &given, &tmp);
 
             server_dry_run(&cluster, &other.name, &ns.name);
             anyhow::Ok(())
         }
         .await;
 
-        for r in &robots[..2] {
+        for r in &robots[..3] {
             let _ = label(r.clone(), None).await;
         }
+        let _ = nodes.delete(&ghost, &Default::default()).await;
         let _ = operator.start_kill();
         let _ = operator.wait().await;
         let _ = std::fs::remove_dir_all(&tmp);
