@@ -41,8 +41,6 @@ use crate::duration::GoDuration;
      "message": "spec.faults.corruptImageRate applies only to sensor.type camera"},
     {"rule": "!has(self.faults) || self.sensor.type == 'lidar2d' || (!has(self.faults.nanRate) && !has(self.faults.negInfRate) && !has(self.faults.blindAfter))",
      "message": "spec.faults.nanRate, negInfRate and blindAfter apply only to sensor.type lidar2d"},
-    {"rule": "!has(self.scenario) || self.sensor.type == 'lidar2d' || !has(self.scenario.obstacles) || size(self.scenario.obstacles) == 0",
-     "message": "spec.scenario.obstacles apply only to sensor.type lidar2d"},
     {"rule": "!has(self.expect) || !self.expect.exists(e, has(e.safetyStopWithin) || has(e.safetyReleaseWithin)) || (has(self.unitsUnderTest) && has(self.unitsUnderTest.safetyPolicyRef)) || self.template",
      "message": "spec.expect: safety expectations (safetyStopWithin, safetyReleaseWithin) need spec.unitsUnderTest.safetyPolicyRef (or template: true, filled in by a rollout preflight)"},
     {"rule": "!has(self.expect) || !self.expect.exists(e, has(e.whenSensorFault) && e.whenSensorFault) || (has(self.faults) && (has(self.faults.stallAfter) || has(self.faults.blindAfter)))",
@@ -215,7 +213,8 @@ pub struct Noise {
      "message": "spec.scenario.obstacles: obstacle names must be unique"},
 ]))]
 pub struct Scenario {
-    /// Obstacles (lidar2d only), at most 32.
+    /// Obstacles, at most 32: range returns for lidar2d, filled coloured squares for camera
+    /// (`tests/fixtures/camera/README.md` has the geometry).
     #[serde(default)]
     #[schemars(length(max = 32))]
     pub obstacles: Vec<Obstacle>,

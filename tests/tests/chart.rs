@@ -768,18 +768,17 @@ async fn crd_upgrade_by_server_side_apply_keeps_objects_and_takes_the_new_schema
     let immutable = rule_message(&current, "/properties/spec/properties/sensor", "immutable");
     let out = patch(json!({"spec": {"sensor": {"type": "camera", "lidar": null}}}));
     assert!(refused(&out, &immutable), "{out:?}");
-    let obstacles = rule_message(&current, "/properties/spec", "obstacles");
-    let camera = file(
-        "camera",
+    let camera_only = rule_message(&current, "/properties/spec", "corruptImageRate");
+    let corrupt_lidar = file(
+        "corrupt-lidar",
         &sim(
-            "camera",
-            json!({"sensor": {"type": "camera", "topic": "/image"},
-                   "scenario": {"obstacles": [{"name": "box", "bearingDeg": 0,
-                                               "startDistance": 2.0, "width": 0.3}]}}),
+            "corrupt-lidar",
+            json!({"sensor": {"type": "lidar2d", "topic": "/scan"},
+                   "faults": {"corruptImageRate": 0.1}}),
         ),
     )?;
-    let out = run(tool("kubectl").args(["create", "-f"]).arg(&camera));
-    assert!(refused(&out, &obstacles), "{out:?}");
+    let out = run(tool("kubectl").args(["create", "-f"]).arg(&corrupt_lidar));
+    assert!(refused(&out, &camera_only), "{out:?}");
     assert_eq!(get_spec("lidar")?, want, "a refused patch changed nothing");
 
     // The release upgrades (with the documented --reuse-values), its object takes the new field,

@@ -287,7 +287,6 @@ pub fn cases() -> Vec<Case> {
         cel(CAM, "/spec/faults/nanRate", None, Some(json!(0.01)), "spec.faults.nanRate, negInfRate and blindAfter apply only to sensor.type lidar2d"),
         cel(CAM, "/spec/faults/negInfRate", None, Some(json!(0.01)), "spec.faults.nanRate, negInfRate and blindAfter apply only to sensor.type lidar2d"),
         cel(CAM, "/spec/faults/blindAfter", None, Some(json!("5s")), "spec.faults.nanRate, negInfRate and blindAfter apply only to sensor.type lidar2d"),
-        cel(CAM, "/spec/scenario", None, Some(json!({"obstacles": [{"name": "a", "bearingDeg": 0, "startDistance": 1.0}]})), "spec.scenario.obstacles apply only to sensor.type lidar2d"),
         cel(SIM, "/spec/unitsUnderTest", Some(json!({"safetyPolicyRef": {"name": "warehouse-safety"}})), Some(json!({"inferenceServiceRef": {"name": "x"}})), "spec.expect: safety expectations (safetyStopWithin, safetyReleaseWithin) need spec.unitsUnderTest.safetyPolicyRef (or template: true, filled in by a rollout preflight)"),
         cel(SIM, "/spec/faults/stallAfter", Some(json!("12s")), None, "spec.expect: whenSensorFault needs spec.faults.stallAfter or blindAfter"),
         cel(SIM, "/spec/expect/1", Some(json!({"safetyStopWithin": "300ms", "whenSensorFault": true})), Some(json!({"maxDecodeErrorRatio": 0.1})), "spec.expect: maxDecodeErrorRatio applies only to sensor.type camera"),
