@@ -2,9 +2,10 @@
 # tests/demo.sh: the robofleet demo (`make demo`). Inside a loopback-only network namespace: a
 # local control plane with simulated robots whose pods run the real binaries (pod runner), the
 # CRDs and the operator; a SafetyPolicy and a sensor-sim obstacle scenario stopping a simulated
-# robot (live stop/clear); an InferenceService with model v1 under traffic, v2 rolled out in
-# waves with analysis, a bad v3 stopped in the canary wave and rolled back automatically; a
-# summary with the numbers. Everything stops at the end.
+# robot (live stop/clear); sensor-sim cameras on the other robots and an InferenceService whose
+# detector (v1) turns their frames into detections through the ROS 2 detect bridge; v2 rolled
+# out in waves with analysis, a bad v3 stopped in the canary wave and rolled back automatically;
+# a summary with the numbers. Everything stops at the end.
 #
 # Binaries: release builds from `make demo` (ROBOFLEET_DEMO_BIN overrides the directory).
 # ROBOFLEET_ROBOTS sets the fleet size (default 5, at least 4). ROBOFLEET_DEMO_FAST=1 shortens the
@@ -40,9 +41,9 @@ wait_for() { # description timeout command...
     sleep 0.5
   done
 }
-LOAD_PID=
+WATCH_PID=
 cleanup() {
-  [[ -n $LOAD_PID ]] && kill "$LOAD_PID" 2>/dev/null || true
+  [[ -n $WATCH_PID ]] && kill "$WATCH_PID" 2>/dev/null || true
   tests/cluster/down.sh
 }
 trap cleanup EXIT
@@ -52,9 +53,12 @@ say "1. a local Kubernetes control plane with $ROBOFLEET_ROBOTS simulated robots
 ROBOFLEET_POD_RUNNER=$BIN/pod-runner tests/cluster/up.sh >/dev/null
 # shellcheck disable=SC1091
 source "$ROBOFLEET_CLUSTER_STATE/env"
+# Every robot here is simulated (sensor-sim may publish only into simulated robots' graphs); the
+# last one is the safety test robot, the others run the detector.
 LAST=robot-$(printf '%03d' $((ROBOFLEET_ROBOTS - 1)))
-kubectl label node "$LAST" robofleet.io/simulated=true >/dev/null
-run kubectl get nodes -L robofleet.io/robot,robofleet.io/simulated,topology.kubernetes.io/zone,robofleet.io/ros-domain-id
+kubectl label node -l robofleet.io/robot=true robofleet.io/simulated=true >/dev/null
+kubectl label node "$LAST" demo.robofleet.io/role=safety >/dev/null
+run kubectl get nodes -L robofleet.io/robot,robofleet.io/simulated,demo.robofleet.io/role,topology.kubernetes.io/zone,robofleet.io/ros-domain-id
 export PATH=$BIN:$PATH # kubectl-robofleet is a kubectl plugin found on PATH
 
 say "2. the robofleet CRDs and the operator"
@@ -80,7 +84,7 @@ apiVersion: robofleet.io/v1alpha1
 kind: SafetyPolicy
 metadata: {name: front-stop, namespace: demo}
 spec:
-  robotSelector: {matchLabels: {robofleet.io/simulated: "true"}}
+  robotSelector: {matchLabels: {demo.robofleet.io/role: safety}}
   source: {topic: /scan, sourceTimeout: 300ms, frame: laser}
   zones: [{name: front, shape: sector, minAngleDeg: -30, maxAngleDeg: 30, range: 0.35, action: stop}]
   release: {mode: Auto, holdTime: 500ms}
@@ -102,7 +106,7 @@ spec:
   - {name: stops, safetyStopWithin: 200ms, whenDistanceBelow: 0.35}
   - {name: releases, safetyReleaseWithin: 1500ms, safetyReleaseNotBefore: 500ms}
   unitsUnderTest: {safetyPolicyRef: {name: front-stop}}
-  target: {mode: Robots, robotSelector: {matchLabels: {robofleet.io/simulated: "true"}}}
+  target: {mode: Robots, robotSelector: {matchLabels: {demo.robofleet.io/role: safety}}}
 YAML
 STOPS=$ROBOFLEET_CLUSTER_STATE/stops.log
 : >"$STOPS"
@@ -135,22 +139,42 @@ stamp "the monitor counted $OBSTACLE_STOPS stop(s) for an obstacle"
 run kubectl get sensorsim -n demo approach -o wide
 kubectl -n demo get sensorsim approach -o jsonpath='{range .status.assertions[*]}   {.name}: {.passed} ({.expected}; observed {.observed}){"\n"}{end}'
 
-say "4. an InferenceService on the other robots: model v1, then traffic"
-MODELS=$REPO/tests/fixtures/models
+say "4. cameras on the other robots, and an InferenceService: the detector v1 on their frames"
+MODELS=$REPO/tests/fixtures/camera
 sha() { sha256sum "$1" | cut -d' ' -f1; }
 # FAST (the demo's test, debug binaries on a busy machine): short pauses, a lenient latency
 # budget and fewer samples per analysis; the bad v3 is caught by its errors either way.
-if [[ $FAST == 1 ]]; then CANARY_PAUSE=8s; WAVE_PAUSE=6s; P99=1s; RATE=20; MIN=10
-else CANARY_PAUSE=20s; WAVE_PAUSE=10s; P99=100ms; RATE=20; MIN=20; fi
+if [[ $FAST == 1 ]]; then CANARY_PAUSE=8s; WAVE_PAUSE=6s; P99=1s; CAMERA_HZ=10; MIN=10
+else CANARY_PAUSE=20s; WAVE_PAUSE=10s; P99=100ms; CAMERA_HZ=15; MIN=20; fi
+# sensor-sim draws its obstacles into the camera frames (tests/fixtures/camera/README.md): two
+# boxes ahead of each robot, on the robot's own ROS 2 graph (its domain ID label).
+kubectl apply -f - <<YAML
+apiVersion: robofleet.io/v1alpha1
+kind: SensorSim
+metadata: {name: cameras, namespace: demo}
+spec:
+  sensor: {type: camera, topic: /camera/image_raw, frameId: camera_optical, rateHz: $CAMERA_HZ, camera: {width: 160, height: 120, encoding: rgb8}}
+  duration: 30m
+  scenario:
+    obstacles:
+    - {name: pallet, bearingDeg: 20, startDistance: 1.5, width: 0.5, speed: 0}
+    - {name: cart, bearingDeg: -25, startDistance: 2.5, width: 0.5, speed: 0}
+  target: {mode: Robots, robotSelector: {matchExpressions: [{key: demo.robofleet.io/role, operator: DoesNotExist}]}}
+YAML
 isvc() { # version file
   cat <<YAML
 apiVersion: robofleet.io/v1alpha1
 kind: InferenceService
 metadata: {name: detector, namespace: demo}
 spec:
-  model: {uri: "file://$MODELS/$2", sha256: "$(sha "$MODELS/$2")", version: "$1"}
+  model:
+    uri: "file://$MODELS/$2"
+    sha256: "$(sha "$MODELS/$2")"
+    version: "$1"
+    postprocess: {layout: yolov8, classes: [obstacle], confidence: 0.5}
+  ros: {inputTopic: /camera/image_raw, outputTopic: /detections}
   robotSelector:
-    matchExpressions: [{key: robofleet.io/simulated, operator: DoesNotExist}]
+    matchExpressions: [{key: demo.robofleet.io/role, operator: DoesNotExist}]
   rollout:
     waves:
     - {name: canary, robots: 1, pause: {duration: $CANARY_PAUSE}}
@@ -164,23 +188,24 @@ spec:
       - {name: p99, builtin: LatencyP99, maxLatency: $P99, minSamples: $MIN}
 YAML
 }
-isvc v1 rollout_v1.onnx | run kubectl apply -f -
+isvc v1 camera_boxes.onnx | run kubectl apply -f -
 healthy_at() { [[ $(jp isvc detector '{.status.phase}') == Healthy && $(jp isvc detector '{.status.stableRevision.model.version}') == "$1" ]]; }
 wait_for "v1 Healthy" 180 healthy_at v1
 run kubectl get robofleet -n demo
-mapfile -t FLEET < <(kubectl get nodes -l 'robofleet.io/robot=true,!robofleet.io/simulated' -o jsonpath='{range .items[*]}{.metadata.name}={.status.addresses[?(@.type=="InternalIP")].address}{"\n"}{end}')
+mapfile -t FLEET < <(kubectl get nodes -l 'robofleet.io/robot=true,!demo.robofleet.io/role' -o jsonpath='{range .items[*]}{.metadata.name}={.status.addresses[?(@.type=="InternalIP")].address}{"\n"}{end}')
 ROBOT_IP=${FLEET[0]#*=}
-echo "   ${FLEET[0]%%=*} serves the model itself (Open Inference Protocol on its own address $ROBOT_IP):"
-run curl -fsS -X POST "http://$ROBOT_IP:8000/v2/models/detector/infer" -H 'content-type: application/json' \
-  -d '{"inputs":[{"name":"INPUT0","shape":[1,4],"datatype":"FP32","data":[1,2,3,4]}]}'
+echo "   ${FLEET[0]%%=*} serves the detector itself (on its own address $ROBOT_IP): a camera fixture frame with two boxes"
+run curl -fsS -X POST "http://$ROBOT_IP:8000/v1/detect" -H 'content-type: image/png' --data-binary @tests/fixtures/camera/two_sides.png
 echo
-LOAD=$ROBOFLEET_CLUSTER_STATE/load.json
+echo "   its detect bridge turns the camera topic into vision_msgs/Detection2DArray on /detections:"
+curl -fsS "http://$ROBOT_IP:8003/metrics" | grep -E '^robofleet_detect_(frames_total|detections_total)' | sed 's/^/     /'
+WATCH=$ROBOFLEET_CLUSTER_STATE/fleet.json
 args=()
-for r in "${FLEET[@]}"; do args+=(--robot "${r%%=*}=${r#*=}:8000"); done
-"$PY" tests/demo_load.py "${args[@]}" --model detector --rate "$RATE" --out "$LOAD" &
-LOAD_PID=$!
-LOAD_T0=$SECONDS
-echo "   traffic: $RATE requests/s per robot (batch 1 and 2 alternating), counted in $LOAD"
+for r in "${FLEET[@]}"; do args+=(--robot "$r"); done
+"$PY" tests/demo_watch.py "${args[@]}" --out "$WATCH" &
+WATCH_PID=$!
+WATCH_T0=$SECONDS
+echo "   cameras: $CAMERA_HZ frames/s per robot; the fleet's detections are counted in $WATCH"
 
 progress() { # until the condition holds, print status changes
   local what=$1 timeout=$2; shift 2
@@ -197,13 +222,13 @@ uids() { kubectl -n demo get pods -l robofleet.io/owner=detector -o jsonpath='{r
 
 say "5. model v2, rolled out in waves: canary (1 robot) -> half -> rest, each judged by the robots' own metrics"
 V1_UIDS=$(uids)
-isvc v2 rollout_v2.onnx | run kubectl apply -f -
+isvc v2 camera_boxes_v2.onnx | run kubectl apply -f -
 progress "v2 stable" 300 healthy_at v2
 run kubectl robofleet -n demo status detector
 V2_UIDS=$(uids)
 
-say "6. a bad model v3 (fails every batch-2 request): stopped in the canary wave, rolled back automatically"
-isvc v3 rollout_errors.onnx | run kubectl apply -f -
+say "6. a bad model v3 (its output decodes to nothing: every frame fails): stopped in the canary wave, rolled back automatically"
+isvc v3 camera_boxes_broken.onnx | run kubectl apply -f -
 aborted() { [[ $(jp isvc detector '{.status.conditions[?(@.type=="Stalled")].reason}') == RolloutAborted ]] \
   && [[ -n $(jp isvc detector '{.status.abortedRevision}') ]] \
   && [[ $(jp isvc detector '{.status.abortedRevision}') != "$(jp isvc detector '{.status.stableRevision.hash}')" ]]; }
@@ -214,17 +239,17 @@ wait_for "robots back on v2" 120 back
 run kubectl robofleet -n demo status detector
 run kubectl get events -n demo --field-selector involvedObject.name=detector --sort-by=.lastTimestamp -o custom-columns=REASON:.reason,MESSAGE:.message | tail -n 12
 V3_UIDS=$(uids)
-kill "$LOAD_PID" 2>/dev/null || true
-wait "$LOAD_PID" 2>/dev/null || true
-LOAD_PID=
-LOAD_SECONDS=$((SECONDS - LOAD_T0))
+kill "$WATCH_PID" 2>/dev/null || true
+wait "$WATCH_PID" 2>/dev/null || true
+WATCH_PID=
+WATCH_SECONDS=$((SECONDS - WATCH_T0))
 
 say "summary"
 SUMMARY=${ROBOFLEET_DEMO_SUMMARY:-$REPO/target/demo-summary.json}
 mkdir -p "$(dirname "$SUMMARY")"
-V1_UIDS=$V1_UIDS V2_UIDS=$V2_UIDS V3_UIDS=$V3_UIDS LOAD_SECONDS=$LOAD_SECONDS ELAPSED=$((SECONDS - T0)) \
+V1_UIDS=$V1_UIDS V2_UIDS=$V2_UIDS V3_UIDS=$V3_UIDS WATCH_SECONDS=$WATCH_SECONDS ELAPSED=$((SECONDS - T0)) \
   STATUS="$(kubectl -n demo get isvc detector -o json)" SIM="$(kubectl -n demo get sensorsim approach -o json)" \
-  EVENTS="$(kubectl -n demo get events -o json)" STOPS="$(cat "$STOPS")" LOADFILE=$LOAD OBSTACLE_STOPS=$OBSTACLE_STOPS \
+  EVENTS="$(kubectl -n demo get events -o json)" STOPS="$(cat "$STOPS")" WATCHFILE=$WATCH OBSTACLE_STOPS=$OBSTACLE_STOPS \
   "$PY" - "$SUMMARY" <<'PY'
 import json, os, sys
 def pods(v):
@@ -235,12 +260,13 @@ def pods(v):
     return out
 isvc = json.loads(os.environ["STATUS"]); sim = json.loads(os.environ["SIM"])
 events = [e for e in json.loads(os.environ["EVENTS"])["items"] if e["involvedObject"]["name"] == "detector"]
-load = json.load(open(os.environ["LOADFILE"]))
-ok = sum(c["ok"] for c in load.values()); failed = sum(c["failed"] for c in load.values())
+fleet = json.load(open(os.environ["WATCHFILE"]))
+tot = lambda k: int(sum(c.get(k, 0) for c in fleet.values()))
+seconds = max(1, int(os.environ["WATCH_SECONDS"]))
 st = isvc["status"]
 s = {
     "elapsed_seconds": int(os.environ["ELAPSED"]),
-    "robots": len(load),
+    "robots": len(fleet),
     "stable": st.get("stableRevision", {}),
     "aborted_revision": st.get("abortedRevision"),
     "stalled_reason": next((c["reason"] for c in st["conditions"] if c["type"] == "Stalled"), None),
@@ -249,7 +275,11 @@ s = {
     "analysis_events": [{"reason": e["reason"], "message": e.get("message", "")} for e in events
                         if e["reason"] in ("AnalysisPassed", "AnalysisFailed", "AnalysisInconclusive")],
     "rollout_events": sorted({e["reason"] for e in events}),
-    "requests": {"ok": ok, "failed": failed, "seconds": int(os.environ["LOAD_SECONDS"])},
+    "requests": {"ok": tot("requests_ok"), "failed": tot("requests_failed"), "seconds": seconds},
+    "detections": {"frames_ok": tot("frames_ok"), "frames_failed": tot("frames_failed"),
+                   "objects": tot("detections"), "frames_per_second": round(tot("frames_ok") / seconds, 1),
+                   "mean_latency_ms": round(1000 * sum(c.get("latency_sum", 0) for c in fleet.values())
+                                            / max(1, tot("latency_count")), 1)},
     "safety": {"sim_phase": sim["status"].get("phase"),
                "assertions": sim["status"].get("assertions", []),
                "obstacle_stops": int(float(os.environ["OBSTACLE_STOPS"] or 0)),
@@ -262,8 +292,11 @@ print(f"  v2: rolled out in waves {', '.join(s['waves']) or '-'}; stable = {s['s
 print(f"  v3: {s['stalled_reason']} (revision {s['aborted_revision']}); pods replaced by v3 and back: {', '.join(changed) or 'none'}")
 for e in s["analysis_events"]:
     print(f"  analysis: {e['reason']}: {e['message'][:150]}")
-rate = ok / max(1, s["requests"]["seconds"])
-print(f"  inference: {ok} requests served ({rate:.0f}/s across the fleet), {failed} failed (the bad v3 canary)")
+d = s["detections"]
+print(f"  detections: {d['frames_ok']} camera frames detected ({d['frames_per_second']}/s across the fleet, "
+      f"{d['objects']} objects, image to detections {d['mean_latency_ms']} ms on average); "
+      f"{d['frames_failed']} frames failed (the bad v3 canary)")
+print(f"  inference: {s['requests']['ok']} requests served, {s['requests']['failed']} failed")
 for a in s["safety"]["assertions"]:
     print(f"  safety: {a['name']}: {'held' if a['passed'] else 'FAILED'} ({a['observed']})")
 print(f"  stop lock seen: {' -> '.join(s['safety']['transitions']) or '-'}; obstacle stops counted by the monitor: {s['safety']['obstacle_stops']}")

@@ -1,7 +1,8 @@
 //! `make demo`, compressed: runs `tests/demo.sh` (its own cluster in its own network namespace,
 //! with the debug binaries and short pauses) and checks its summary: v2 stable on every robot
 //! through every wave, v3 aborted (`RolloutAborted`) with no pod outside v3's canary changed, the
-//! sensor-sim scenario passed with at least one stop observed and released, and traffic served.
+//! sensor-sim scenario passed with at least one stop observed and released, and the sensor-sim
+//! cameras' frames turned into detections (two objects each) through the detect bridges.
 
 #![allow(clippy::expect_used)] // test helpers may panic with context
 
@@ -122,6 +123,17 @@ fn the_demo_runs_and_its_summary_holds() -> anyhow::Result<()> {
         summary["requests"]["failed"].as_u64().unwrap_or(0) >= 1,
         "{summary:#}"
     );
+    // The cameras' frames became detections on every wave: two drawn boxes per frame (the scene
+    // has two obstacles in view), and the bad v3 canary's frames failed, counted by its bridge.
+    let d = &summary["detections"];
+    let frames = d["frames_ok"].as_u64().unwrap_or(0);
+    let objects = d["objects"].as_u64().unwrap_or(0);
+    anyhow::ensure!(frames >= 200, "{summary:#}");
+    anyhow::ensure!(
+        objects >= 2 * frames * 9 / 10 && objects <= 2 * frames,
+        "two objects per detected frame: {objects} objects in {frames} frames"
+    );
+    anyhow::ensure!(d["frames_failed"].as_u64().unwrap_or(0) >= 1, "{summary:#}");
     // The obstacle scenario passed, and the stop lock was seen going to stop and clearing.
     anyhow::ensure!(summary["safety"]["sim_phase"] == "Succeeded", "{summary:#}");
     let t: Vec<&str> = summary["safety"]["transitions"]

@@ -454,7 +454,7 @@ async fn expect_abort(
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
-    wait_until(
+    let aborted = wait_until(
         Duration::from_secs(150),
         &format!("{what}: rollout of {candidate} aborted"),
         || async {
@@ -463,7 +463,11 @@ async fn expect_abort(
                 && s.aborted_revision.as_deref() == Some(candidate.as_str()))
         },
     )
-    .await?;
+    .await;
+    if let Err(e) = aborted {
+        let last = st(api).await.map(|s| format!("{s:#?}"));
+        anyhow::bail!("{e}; last status: {last:?}");
+    }
     let s = st(api).await?;
     anyhow::ensure!(phase(&s) == "Degraded", "{what}: {s:#?}");
     anyhow::ensure!(
