@@ -10,7 +10,7 @@ use clap::Args;
 
 use crate::backend::ModelSignature;
 use crate::detect::postprocess::{Layout, Postprocess};
-use crate::detect::preprocess::{ColorOrder, Letterbox, Preprocess};
+use crate::detect::preprocess::{ColorOrder, Letterbox, Preprocess, ResizeRounding};
 use crate::ort_backend::ExecutionProvider;
 use crate::store::{ModelRef, StoreError};
 
@@ -320,6 +320,14 @@ pub struct DetectArgs {
     /// Letterbox padding pixel value (0-255).
     #[arg(long, env = "ROBOFLEET_DETECT_PAD_VALUE", default_value_t = 114)]
     pub detect_pad_value: u8,
+    /// How the letterboxed size (side x scale) is rounded to whole pixels: round (ultralytics
+    /// YOLOv5/YOLOv8) or floor (the YOLOX reference code, ddddocr).
+    #[arg(
+        long,
+        env = "ROBOFLEET_DETECT_RESIZE_ROUNDING",
+        default_value = "round"
+    )]
+    pub detect_resize_rounding: String,
     /// Output layout: yolov8, yolov5 or yolox.
     #[arg(long, env = "ROBOFLEET_DETECT_LAYOUT", default_value = "yolov8")]
     pub detect_layout: String,
@@ -444,6 +452,15 @@ impl DetectArgs {
                 )));
             }
         };
+        let resize_rounding = match self.detect_resize_rounding.to_ascii_lowercase().as_str() {
+            "round" => ResizeRounding::Round,
+            "floor" => ResizeRounding::Floor,
+            o => {
+                return Err(detect_err(format!(
+                    "--detect-resize-rounding {o:?}: round or floor"
+                )));
+            }
+        };
         let layout = match self.detect_layout.to_ascii_lowercase().as_str() {
             "yolov8" => Layout::Yolov8,
             "yolov5" => Layout::Yolov5,
@@ -482,6 +499,7 @@ impl DetectArgs {
                 std,
                 letterbox,
                 pad_value: self.detect_pad_value,
+                resize_rounding,
             },
             postprocess: Postprocess {
                 layout,
@@ -651,9 +669,12 @@ mod tests {
             "person, car",
             "--detect-layout",
             "yolov5",
+            "--detect-resize-rounding",
+            "floor",
         ])
         .unwrap();
         let d = c.detection.unwrap();
+        assert_eq!(d.preprocess.resize_rounding, ResizeRounding::Floor);
         assert_eq!((d.preprocess.width, d.preprocess.height), (640, 480));
         assert_eq!(d.preprocess.color_order, ColorOrder::Bgr);
         assert_eq!(d.preprocess.letterbox, Letterbox::TopLeft);
@@ -682,6 +703,7 @@ mod tests {
             &["--detect-size", "8x8", "--detect-color-order", "rgba"],
             &["--detect-size", "8x8", "--detect-letterbox", "stretch"],
             &["--detect-size", "8x8", "--detect-layout", "ssd"],
+            &["--detect-size", "8x8", "--detect-resize-rounding", "ceil"],
             &["--detect-size", "8x8", "--detect-std", "1,0,1"],
             &["--detect-size", "8x8", "--detect-mean", "1,2"],
             &["--detect-size", "8x8", "--detect-iou", "1.5"],

@@ -23,6 +23,16 @@ pub enum Letterbox {
     TopLeft,
 }
 
+/// How the letterboxed size `side x scale` becomes whole pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ResizeRounding {
+    /// to the nearest pixel (ultralytics YOLOv5/YOLOv8 `LetterBox`)
+    #[default]
+    Round,
+    /// down (`int(side * r)`: the YOLOX reference `preproc`, and ddddocr)
+    Floor,
+}
+
 /// The declared pre-processing (`spec.model.preprocess`): `value = (pixel * scale - mean) / std`,
 /// per channel in the model's colour order; padding is `pad_value` (a pixel value, 0-255) put
 /// through the same normalisation.
@@ -44,6 +54,8 @@ pub struct Preprocess {
     pub letterbox: Letterbox,
     /// padding pixel value (0-255)
     pub pad_value: u8,
+    /// how the resized size is rounded to whole pixels
+    pub resize_rounding: ResizeRounding,
 }
 
 impl Preprocess {
@@ -59,6 +71,7 @@ impl Preprocess {
             std: [1.0; 3],
             letterbox: Letterbox::Center,
             pad_value: 114,
+            resize_rounding: ResizeRounding::Round,
         }
     }
 
@@ -293,12 +306,16 @@ pub struct Prepared {
     pub transform: LetterboxTransform,
 }
 
-/// Bilinear resize with `fast_image_resize` (SIMD; the `image` crate's resize costs several times
-/// more), falling back to the `image` crate should it refuse.
+/// Bilinear resize as OpenCV's `cv2.resize(..., INTER_LINEAR)` does it (pixel centres aligned,
+/// a fixed 2x2 kernel, no widening when shrinking): the resize the YOLO reference pipelines
+/// (YOLOX, ultralytics, ddddocr) train and infer with, so a shrunk picture looks to the model as it
+/// did in training (an antialiasing resize moved boxes by several pixels against ddddocr's own
+/// `detection()`, see tests/ddddocr.rs). `fast_image_resize` (SIMD; the `image` crate's resize
+/// costs several times more), falling back to the `image` crate should it refuse.
 fn resize(img: &RgbImage, width: u32, height: u32) -> RgbImage {
     use fast_image_resize::{FilterType, ResizeAlg, ResizeOptions, Resizer};
     let mut dst = RgbImage::new(width, height);
-    let opts = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
+    let opts = ResizeOptions::new().resize_alg(ResizeAlg::Interpolation(FilterType::Bilinear));
     match Resizer::new().resize(img, &mut dst, &opts) {
         Ok(()) => dst,
         Err(_) => {
@@ -311,9 +328,18 @@ fn resize(img: &RgbImage, width: u32, height: u32) -> RgbImage {
 pub fn prepare(img: &RgbImage, cfg: &Preprocess) -> Prepared {
     let (iw, ih) = img.dimensions();
     let (tw, th) = (cfg.width.max(1), cfg.height.max(1));
-    let scale = (tw as f32 / iw.max(1) as f32).min(th as f32 / ih.max(1) as f32);
-    let nw = ((iw as f32 * scale).round() as u32).clamp(1, tw);
-    let nh = ((ih as f32 * scale).round() as u32).clamp(1, th);
+    // f64 as the Python reference pipelines compute it, so `Floor` truncates exactly where they do
+    let r = (f64::from(tw) / f64::from(iw.max(1))).min(f64::from(th) / f64::from(ih.max(1)));
+    let side = |v: u32| {
+        let exact = f64::from(v) * r;
+        match cfg.resize_rounding {
+            ResizeRounding::Round => exact.round(),
+            ResizeRounding::Floor => exact.floor(),
+        }
+    };
+    let scale = r as f32;
+    let nw = (side(iw) as u32).clamp(1, tw);
+    let nh = (side(ih) as u32).clamp(1, th);
     let (pad_x, pad_y) = match cfg.letterbox {
         Letterbox::Center => ((tw - nw) / 2, (th - nh) / 2),
         Letterbox::TopLeft => (0, 0),

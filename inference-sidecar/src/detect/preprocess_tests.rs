@@ -267,3 +267,46 @@ fn downscaling_a_gradient_stays_close_to_the_image_crate() {
     }
     assert!(worst <= 3.0, "worst pixel difference {worst}");
 }
+
+#[test]
+fn shrinking_interpolates_like_opencv_inter_linear() {
+    // 8x2 into 2x2 (scale 0.25): cv2.resize INTER_LINEAR samples at source x = (x + 0.5) / 0.25 -
+    // 0.5 = 1.5 and 5.5, i.e. the mean of pixels 1, 2 and of 5, 6, ignoring the others (no
+    // antialiasing, which would blend in all eight)
+    let row = [0u8, 0, 40, 200, 200, 0, 80, 0];
+    let img = RgbImage::from_fn(8, 2, |x, _| {
+        let v = row[x as usize];
+        Rgb([v, v, v])
+    });
+    let cfg = identity(2, 2);
+    let p = prepare(&img, &cfg);
+    assert_eq!(p.transform.scale, 0.25);
+    assert_eq!(
+        p.transform.pad_y, 0.0,
+        "resized to 2x1, the padding row below"
+    );
+    for c in 0..3 {
+        assert!((at(&p, &cfg, c, 0, 0) - 20.0).abs() <= 1.0, "{:?}", p.data);
+        assert!((at(&p, &cfg, c, 1, 0) - 40.0).abs() <= 1.0, "{:?}", p.data);
+    }
+}
+
+#[test]
+fn resize_rounding_round_or_floor() {
+    // 1280x420 into 416x416: scale 0.325, height 136.5 -> 137 rounded, 136 floored (the YOLOX
+    // reference and ddddocr), and the padding below follows
+    let img = RgbImage::from_pixel(1280, 420, Rgb([255, 255, 255]));
+    for (rounding, rows) in [(ResizeRounding::Round, 137), (ResizeRounding::Floor, 136)] {
+        let cfg = Preprocess {
+            letterbox: Letterbox::TopLeft,
+            resize_rounding: rounding,
+            ..identity(416, 416)
+        };
+        let p = prepare(&img, &cfg);
+        assert_eq!(p.transform.scale, 0.325);
+        assert_eq!(at(&p, &cfg, 0, 415, rows - 1), 255.0, "{rounding:?}");
+        assert_eq!(at(&p, &cfg, 0, 0, rows), 0.0, "{rounding:?}");
+        // scale x side exactly 416: floor does not lose the last column
+        assert_eq!(at(&p, &cfg, 0, 415, 0), 255.0, "{rounding:?}");
+    }
+}
