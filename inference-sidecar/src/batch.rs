@@ -88,21 +88,93 @@ fn csv_field(s: &str) -> String {
     }
 }
 
-/// Draws a 2-pixel box outline and a class marker bar (labels as colour: one per class).
-fn annotate(img: &mut RgbImage, dets: &[Det]) {
-    const PALETTE: [[u8; 3]; 6] = [
-        [255, 56, 56],
-        [56, 255, 56],
-        [56, 56, 255],
-        [255, 200, 0],
-        [255, 0, 255],
-        [0, 255, 255],
-    ];
+const PALETTE: [[u8; 3]; 6] = [
+    [255, 56, 56],
+    [56, 255, 56],
+    [56, 56, 255],
+    [255, 200, 0],
+    [255, 0, 255],
+    [0, 255, 255],
+];
+
+/// Side of a glyph cell of the built-in font (`font8x8`, the public-domain 8x8 bitmap font).
+pub const GLYPH: u32 = 8;
+/// Height of a label: a glyph row and a pixel of margin above and below.
+pub const LABEL_HEIGHT: u32 = GLYPH + 2;
+
+/// The label drawn with a box: the class name (the class id when none is declared) and the
+/// confidence with two decimals, e.g. `person 0.87`.
+pub fn label_text(d: &Det) -> String {
+    match &d.class_name {
+        Some(name) => format!("{name} {:.2}", d.confidence),
+        None => format!("{} {:.2}", d.class_id, d.confidence),
+    }
+}
+
+/// Where a label goes for a box whose top-left corner is (`x1`, `y1`) on a `w` x `h` image:
+/// `(x, y, width)` of its background. Above the box when there is room, else just inside its top;
+/// shifted left to stay on the image, cut at its edges.
+pub fn label_place(text: &str, x1: u32, y1: u32, w: u32) -> (u32, u32, u32) {
+    let width = (text.chars().count() as u32 * GLYPH + 2).min(w);
+    let x = x1.min(w - width);
+    let y = if y1 >= LABEL_HEIGHT {
+        y1 - LABEL_HEIGHT
+    } else {
+        y1
+    };
+    (x, y, width)
+}
+
+/// Draws `text` on a filled `background` bar at (`x`, `y`): black or white glyphs, whichever
+/// reads better on that colour; characters outside ASCII are drawn as `?`.
+fn draw_label(img: &mut RgbImage, text: &str, (x, y, width): (u32, u32, u32), background: Rgb<u8>) {
     let (w, h) = img.dimensions();
+    for py in y..(y + LABEL_HEIGHT).min(h) {
+        for px in x..(x + width).min(w) {
+            img.put_pixel(px, py, background);
+        }
+    }
+    let [r, g, b] = background.0;
+    let luma = 299 * u32::from(r) + 587 * u32::from(g) + 114 * u32::from(b);
+    let ink = if luma > 140_000 {
+        Rgb([0, 0, 0])
+    } else {
+        Rgb([255, 255, 255])
+    };
+    for (i, ch) in text.chars().enumerate() {
+        let code = if ch.is_ascii() && !ch.is_ascii_control() {
+            ch as usize
+        } else {
+            usize::from(b'?')
+        };
+        let glyph = font8x8::legacy::BASIC_LEGACY[code];
+        let gx = x + 1 + i as u32 * GLYPH;
+        for (row, bits) in glyph.iter().enumerate() {
+            for col in 0..GLYPH {
+                // bit 0 is the leftmost pixel
+                let (px, py) = (gx + col, y + 1 + row as u32);
+                if bits >> col & 1 == 1 && px < (x + width).min(w) && py < h {
+                    img.put_pixel(px, py, ink);
+                }
+            }
+        }
+    }
+}
+
+/// Draws a 2-pixel box outline per detection, one colour per class, then its label (class name
+/// and confidence, see [`label_text`]) on a bar of that colour (lowest confidence first, so the
+/// most confident label ends on top).
+fn annotate(img: &mut RgbImage, dets: &[Det]) {
+    let (w, h) = img.dimensions();
+    let corner = |d: &Det| {
+        (
+            (d.x1.max(0.0) as u32).min(w.saturating_sub(1)),
+            (d.y1.max(0.0) as u32).min(h.saturating_sub(1)),
+        )
+    };
     for d in dets {
         let colour = Rgb(PALETTE[d.class_id % PALETTE.len()]);
-        let x1 = (d.x1.max(0.0) as u32).min(w.saturating_sub(1));
-        let y1 = (d.y1.max(0.0) as u32).min(h.saturating_sub(1));
+        let (x1, y1) = corner(d);
         let x2 = (d.x2.max(0.0) as u32).min(w.saturating_sub(1));
         let y2 = (d.y2.max(0.0) as u32).min(h.saturating_sub(1));
         for t in 0..2u32 {
@@ -115,6 +187,12 @@ fn annotate(img: &mut RgbImage, dets: &[Det]) {
                 img.put_pixel(x2.saturating_sub(t).max(x1), y, colour);
             }
         }
+    }
+    for d in dets.iter().rev() {
+        let colour = Rgb(PALETTE[d.class_id % PALETTE.len()]);
+        let (x1, y1) = corner(d);
+        let text = label_text(d);
+        draw_label(img, &text, label_place(&text, x1, y1, w), colour);
     }
 }
 
@@ -255,4 +333,61 @@ pub fn run(args: &BatchArgs) -> Result<Summary, BatchError> {
     std::fs::write(&errors_path, errors)
         .map_err(io(format!("writing {}", errors_path.display())))?;
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn det(class_name: Option<&str>) -> Det {
+        Det {
+            class_id: 3,
+            class_name: class_name.map(str::to_owned),
+            confidence: 0.876,
+            x1: 0.0,
+            y1: 0.0,
+            x2: 1.0,
+            y2: 1.0,
+        }
+    }
+
+    #[test]
+    fn label_text_is_name_or_id_and_two_decimals() {
+        assert_eq!(label_text(&det(Some("person"))), "person 0.88");
+        assert_eq!(label_text(&det(None)), "3 0.88");
+    }
+
+    #[test]
+    fn label_goes_above_else_inside_and_stays_on_the_image() {
+        // "ab 0.50": 7 glyphs, 58 px wide
+        assert_eq!(label_place("ab 0.50", 20, 30, 200), (20, 20, 58));
+        assert_eq!(
+            label_place("ab 0.50", 20, 9, 200),
+            (20, 9, 58),
+            "no room above"
+        );
+        assert_eq!(
+            label_place("ab 0.50", 180, 30, 200),
+            (142, 20, 58),
+            "shifted left"
+        );
+        assert_eq!(
+            label_place("ab 0.50", 5, 30, 40),
+            (0, 20, 40),
+            "cut at the width"
+        );
+    }
+
+    #[test]
+    fn non_ascii_is_drawn_as_a_question_mark_and_never_off_the_image() {
+        let mut a = RgbImage::new(30, 12);
+        let mut b = RgbImage::new(30, 12);
+        draw_label(&mut a, "é", (25, 5, 10), Rgb([0, 0, 255]));
+        draw_label(&mut b, "?", (25, 5, 10), Rgb([0, 0, 255]));
+        assert_eq!(a, b);
+        assert!(
+            a.pixels().any(|p| p.0 == [255, 255, 255]),
+            "white ink on blue"
+        );
+    }
 }
