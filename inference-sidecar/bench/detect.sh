@@ -45,9 +45,10 @@ TINY_FLAGS="--detect-size 128x128 --detect-classes obstacle --detect-confidence 
 cargo test --offline --release -p inference-sidecar --test detect_bench --no-run
 for name in $BENCHES; do
   case $name in
-    # ddddocr's own processing: BGR 0-255, top-left letterbox padded with 114, score threshold 0.1
+    # ddddocr's own processing (as tests/ddddocr.rs): BGR 0-255, top-left letterbox padded with 114,
+    # sides rounded down, score threshold 0.1
     yolox) model=$YOLOX image=$WORK/frame.jpg rounds=${ROUNDS:-20} per_round=${PER_ROUND:-10}
-      flags="--detect-size 416x416 --detect-layout yolox --detect-strides 8,16,32 --detect-color-order bgr --detect-scale 1 --detect-letterbox topLeft --detect-confidence 0.1 --detect-iou 0.45 --detect-classes text" ;;
+      flags="--detect-size 416x416 --detect-layout yolox --detect-strides 8,16,32 --detect-color-order bgr --detect-scale 1 --detect-letterbox topLeft --detect-pad-value 114 --detect-resize-rounding floor --detect-confidence 0.1 --detect-iou 0.45 --detect-classes text" ;;
     tiny-160) model=$CAMERA/camera_boxes.onnx image=$CAMERA/two_sides.png flags=$TINY_FLAGS
       rounds=${ROUNDS:-10} per_round=${PER_ROUND:-50} ;;
     tiny-hd) model=$CAMERA/camera_boxes.onnx image=$CAMERA/three_hd.png flags=$TINY_FLAGS

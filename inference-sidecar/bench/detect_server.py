@@ -13,6 +13,7 @@ variables so that `uvicorn --workers N` workers read the same configuration:
   DETECT_SCALE          multiplier of 0-255 pixels (mean 0, std 1)
   DETECT_LETTERBOX      center | topLeft
   DETECT_PAD_VALUE      0-255
+  DETECT_RESIZE_ROUNDING  round | floor (letterboxed sides)
   DETECT_CONFIDENCE, DETECT_IOU, DETECT_CLASSES (comma-separated)
   DETECT_INTRA_OP_THREADS  intra-op threads of this worker's session
   DETECT_READY_DIR      each worker creates a file named after its pid here once its session loaded
@@ -43,6 +44,7 @@ BGR = os.environ.get("DETECT_COLOR_ORDER", "rgb") == "bgr"
 SCALE = float(os.environ.get("DETECT_SCALE", str(1.0 / 255.0)))
 TOP_LEFT = os.environ.get("DETECT_LETTERBOX", "center") == "topLeft"
 PAD = int(os.environ.get("DETECT_PAD_VALUE", "114"))
+FLOOR = os.environ.get("DETECT_RESIZE_ROUNDING", "round") == "floor"
 CONF = float(os.environ.get("DETECT_CONFIDENCE", "0.25"))
 IOU = float(os.environ.get("DETECT_IOU", "0.45"))
 CLASSES = [c for c in os.environ.get("DETECT_CLASSES", "").split(",") if c]
@@ -78,7 +80,8 @@ def preprocess(body: bytes):
     img = img.convert("RGB")
     iw, ih = img.size
     r = min(W / iw, H / ih)
-    nw, nh = max(1, min(W, round(iw * r))), max(1, min(H, round(ih * r)))
+    side = int if FLOOR else round
+    nw, nh = max(1, min(W, side(iw * r))), max(1, min(H, side(ih * r)))
     px, py = (0, 0) if TOP_LEFT else ((W - nw) // 2, (H - nh) // 2)
     canvas = np.full((H, W, 3), PAD, dtype=np.uint8)
     canvas[py : py + nh, px : px + nw] = np.asarray(img.resize((nw, nh), Image.BILINEAR))

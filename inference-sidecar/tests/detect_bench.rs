@@ -31,7 +31,7 @@ use hyper::Method;
 use inference_sidecar::backend::Backend;
 use inference_sidecar::config::{DetectArgs, Detection};
 use inference_sidecar::detect::postprocess::Layout;
-use inference_sidecar::detect::preprocess::{self, ColorOrder, Letterbox};
+use inference_sidecar::detect::preprocess::{self, ColorOrder, Letterbox, ResizeRounding};
 use inference_sidecar::ort_backend::{self, ExecutionProvider, OrtBackend, SessionOptions};
 use inference_sidecar::tensor::{Tensor, TensorData};
 use ort::session::Session;
@@ -319,6 +319,14 @@ impl PyServer {
                 },
             )
             .env("DETECT_PAD_VALUE", pre.pad_value.to_string())
+            .env(
+                "DETECT_RESIZE_ROUNDING",
+                if pre.resize_rounding == ResizeRounding::Floor {
+                    "floor"
+                } else {
+                    "round"
+                },
+            )
             .env("DETECT_CONFIDENCE", post.confidence.to_string())
             .env("DETECT_IOU", post.iou.to_string())
             .env("DETECT_CLASSES", post.classes.join(","))
