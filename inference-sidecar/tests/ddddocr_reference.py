@@ -31,6 +31,8 @@ PICTURES = [
     ("tall", 300, 700, 5, (40, 100)),
     ("panorama", 1280, 420, 8, (50, 140)),
     ("few_big", 500, 300, 2, (120, 160)),
+    # 470 x 416/1100 = 177.7 rows: ddddocr's int() keeps 177 where rounding would give 178
+    ("banner", 1100, 470, 7, (50, 130)),
 ]
 
 GLYPHS = "ABCDEFGHKMNPRSTUVWXYZ23456789"

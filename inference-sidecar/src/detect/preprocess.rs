@@ -26,7 +26,8 @@ pub enum Letterbox {
 /// How the letterboxed size `side x scale` becomes whole pixels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ResizeRounding {
-    /// to the nearest pixel (ultralytics YOLOv5/YOLOv8 `LetterBox`)
+    /// to the nearest pixel, halves to even (Python's `round()` in the ultralytics YOLOv5/YOLOv8
+    /// `LetterBox`)
     #[default]
     Round,
     /// down (`int(side * r)`: the YOLOX reference `preproc`, and ddddocr)
@@ -333,7 +334,7 @@ pub fn prepare(img: &RgbImage, cfg: &Preprocess) -> Prepared {
     let side = |v: u32| {
         let exact = f64::from(v) * r;
         match cfg.resize_rounding {
-            ResizeRounding::Round => exact.round(),
+            ResizeRounding::Round => exact.round_ties_even(),
             ResizeRounding::Floor => exact.floor(),
         }
     };

@@ -293,20 +293,26 @@ fn shrinking_interpolates_like_opencv_inter_linear() {
 
 #[test]
 fn resize_rounding_round_or_floor() {
-    // 1280x420 into 416x416: scale 0.325, height 136.5 -> 137 rounded, 136 floored (the YOLOX
-    // reference and ddddocr), and the padding below follows
-    let img = RgbImage::from_pixel(1280, 420, Rgb([255, 255, 255]));
-    for (rounding, rows) in [(ResizeRounding::Round, 137), (ResizeRounding::Floor, 136)] {
-        let cfg = Preprocess {
-            letterbox: Letterbox::TopLeft,
-            resize_rounding: rounding,
-            ..identity(416, 416)
-        };
-        let p = prepare(&img, &cfg);
-        assert_eq!(p.transform.scale, 0.325);
-        assert_eq!(at(&p, &cfg, 0, 415, rows - 1), 255.0, "{rounding:?}");
-        assert_eq!(at(&p, &cfg, 0, 0, rows), 0.0, "{rounding:?}");
-        // scale x side exactly 416: floor does not lose the last column
-        assert_eq!(at(&p, &cfg, 0, 415, 0), 255.0, "{rounding:?}");
+    // into 416x416 at the top-left; (width, height, rows when rounded, rows when floored):
+    // 1280x430 at scale 0.325 is 139.75 rows; 832x273 at 0.5 is 136.5, and Python's round()
+    // (ultralytics) takes a half to the even side
+    for (w, h, rounded, floored) in [(1280, 430, 140, 139), (832, 273, 136, 136)] {
+        let img = RgbImage::from_pixel(w, h, Rgb([255, 255, 255]));
+        for (rounding, rows) in [
+            (ResizeRounding::Round, rounded),
+            (ResizeRounding::Floor, floored),
+        ] {
+            let cfg = Preprocess {
+                letterbox: Letterbox::TopLeft,
+                resize_rounding: rounding,
+                ..identity(416, 416)
+            };
+            let p = prepare(&img, &cfg);
+            let case = format!("{w}x{h} {rounding:?}");
+            assert_eq!(at(&p, &cfg, 0, 415, rows - 1), 255.0, "{case}");
+            assert_eq!(at(&p, &cfg, 0, 0, rows), 0.0, "{case}");
+            // scale x width is exactly 416: neither loses the last column
+            assert_eq!(at(&p, &cfg, 0, 415, 0), 255.0, "{case}");
+        }
     }
 }
