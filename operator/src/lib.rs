@@ -90,6 +90,7 @@ pub async fn run(
         windows: Default::default(),
         monitor_cache: Default::default(),
         written: Default::default(),
+        busy: Default::default(),
     });
     let ready_metrics = metrics.clone();
     let nodes_ready = nodes.clone();

@@ -479,14 +479,32 @@ async fn reconcile_inner(obj: &InferenceService, ctx: &Context) -> Result<Action
     }
 
     let busy = unconfirmed || !decision.updates.is_empty() || decision.tally.updating > 0;
+    // Converging: re-check soon, backing off while nothing changes (an unreachable robot's
+    // sidecar would otherwise keep the service polled every 2 s).
+    let poll = if busy {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        for p in &pods {
+            p.metadata.name.hash(&mut h);
+            p.metadata.resource_version.hash(&mut h);
+        }
+        obj.metadata.generation.hash(&mut h);
+        (unconfirmed, decision.updates.len(), decision.tally.updating).hash(&mut h);
+        ctx.busy
+            .lock()
+            .map_or(crate::core::backoff::BUSY_BASE, |mut b| {
+                b.next(&owner_key, h.finish())
+            })
+    } else {
+        if let Ok(mut b) = ctx.busy.lock() {
+            b.settled(&owner_key);
+        }
+        Duration::from_secs(300)
+    };
     let requeue = decision
         .requeue_after
         .unwrap_or(Duration::from_secs(300))
-        .min(if busy {
-            Duration::from_secs(2)
-        } else {
-            Duration::from_secs(300)
-        })
+        .min(poll)
         .max(Duration::from_millis(500));
     Ok(Action::requeue(requeue))
 }

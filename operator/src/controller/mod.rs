@@ -44,6 +44,8 @@ pub struct Context {
     /// The resourceVersion of the last status this operator wrote per InferenceService: a
     /// reconcile of an older (cached) object waits instead of acting twice on the same state.
     pub written: Mutex<HashMap<String, u64>>,
+    /// Busy-requeue streaks of converging InferenceServices ([`crate::core::backoff::BusyRequeue`]).
+    pub busy: Mutex<crate::core::backoff::BusyRequeue>,
 }
 
 /// What a robot pod's sidecar confirmed.

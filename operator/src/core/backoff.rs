@@ -56,6 +56,51 @@ impl Backoff {
     }
 }
 
+/// Requeue of a resource that is still converging (pods unconfirmed, updates in flight): the
+/// first re-check comes after `BUSY_BASE`, and while nothing the reconcile sees changes (same
+/// pods at the same resourceVersions, same decision) each further one waits twice as long, up to
+/// `BUSY_MAX`. Pod changes trigger reconciles through the watch anyway; this only bounds polling
+/// for what no watch reports (a sidecar that has not confirmed its model, an unreachable robot).
+pub const BUSY_BASE: Duration = Duration::from_secs(2);
+/// Longest wait between re-checks of an unchanged converging resource.
+pub const BUSY_MAX: Duration = Duration::from_secs(30);
+
+/// Busy streaks per resource: (fingerprint of what the reconcile saw, re-checks in a row).
+#[derive(Debug, Default)]
+pub struct BusyRequeue {
+    entries: HashMap<String, (u64, u32)>,
+}
+
+impl BusyRequeue {
+    /// The requeue for `key` after a busy reconcile that saw `fingerprint`: `BUSY_BASE` when it
+    /// changed since the last one, doubled for each unchanged one in a row, at most `BUSY_MAX`.
+    pub fn next(&mut self, key: &str, fingerprint: u64) -> Duration {
+        let streak = match self.entries.get(key) {
+            Some((f, n)) if *f == fingerprint => n.saturating_add(1),
+            _ => 0,
+        };
+        self.entries.insert(key.to_owned(), (fingerprint, streak));
+        let factor = 1u32.checked_shl(streak).unwrap_or(u32::MAX);
+        BUSY_BASE.saturating_mul(factor).min(BUSY_MAX)
+    }
+
+    /// The resource settled (or went): its streak is forgotten, so the map holds only
+    /// converging resources.
+    pub fn settled(&mut self, key: &str) {
+        self.entries.remove(key);
+    }
+
+    /// Resources with a streak.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether none is converging.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,5 +144,21 @@ mod tests {
         assert!(!b.try_replace("ns/p", later + Duration::from_secs(1)));
         assert!(b.try_replace("ns/r", later + RESET + MAX + Duration::from_secs(1)));
         assert_eq!(b.len(), 1, "ns/p was pruned");
+    }
+
+    #[test]
+    fn busy_requeue_doubles_while_nothing_changes_and_restarts_on_change() {
+        let mut b = BusyRequeue::default();
+        let waits: Vec<u64> = (0..7).map(|_| b.next("ns/a", 1).as_secs()).collect();
+        assert_eq!(waits, [2, 4, 8, 16, 30, 30, 30]);
+        assert_eq!(b.next("ns/a", 2), BUSY_BASE, "a change starts over");
+        assert_eq!(b.next("ns/b", 2), BUSY_BASE, "per resource");
+        assert_eq!(b.next("ns/a", 2).as_secs(), 4);
+        b.settled("ns/a");
+        assert_eq!(b.len(), 1);
+        assert_eq!(b.next("ns/a", 2), BUSY_BASE, "settled forgets the streak");
+        for _ in 0..100 {
+            assert!(b.next("ns/c", 9) <= BUSY_MAX, "no overflow on long streaks");
+        }
     }
 }
