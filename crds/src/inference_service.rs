@@ -139,6 +139,10 @@ pub struct Preprocess {
     #[serde(default = "default_pad")]
     #[schemars(range(min = 0, max = 255))]
     pub pad_value: u32,
+    /// How the letterboxed size (`side × scale`) becomes whole pixels: `round` (halves to even,
+    /// as ultralytics does) or `floor` (truncation, as OpenCV-based pipelines such as ddddocr do).
+    #[serde(default)]
+    pub resize_rounding: ResizeRounding,
 }
 
 impl Default for Preprocess {
@@ -150,8 +154,20 @@ impl Default for Preprocess {
             std: default_std(),
             letterbox: Letterbox::default(),
             pad_value: default_pad(),
+            resize_rounding: ResizeRounding::default(),
         }
     }
+}
+
+/// Rounding of the letterboxed image size.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ResizeRounding {
+    /// Nearest, halves to even.
+    #[default]
+    Round,
+    /// Truncate.
+    Floor,
 }
 
 /// Channel order of the model input.

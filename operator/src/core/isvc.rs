@@ -76,7 +76,9 @@ pub struct RenderContext<'a> {
 /// postprocess (raw tensors only). The input size comes from the model itself (`auto`), so a new
 /// model with another input size needs no spec change.
 fn detection_args(model: &robofleet_crds::inference_service::ModelSpec) -> Vec<String> {
-    use robofleet_crds::inference_service::{ColorOrder, Letterbox, PostprocessLayout};
+    use robofleet_crds::inference_service::{
+        ColorOrder, Letterbox, PostprocessLayout, ResizeRounding,
+    };
     let Some(post) = &model.postprocess else {
         return Vec::new();
     };
@@ -109,6 +111,13 @@ fn detection_args(model: &robofleet_crds::inference_service::ModelSpec) -> Vec<S
             }
         ),
         format!("--detect-pad-value={}", pre.pad_value),
+        format!(
+            "--detect-resize-rounding={}",
+            match pre.resize_rounding {
+                ResizeRounding::Round => "round",
+                ResizeRounding::Floor => "floor",
+            }
+        ),
         format!(
             "--detect-layout={}",
             match post.layout {
@@ -582,7 +591,7 @@ mod tests {
         spec.model = serde_json::from_value(serde_json::json!({
             "uri": "file:///models/a.onnx", "sha256": "a".repeat(64),
             "preprocess": {"colorOrder": "bgr", "scale": 1.0, "mean": [0.5], "std": [0.25, 0.5, 1.0],
-                           "letterbox": "topLeft", "padValue": 0},
+                           "letterbox": "topLeft", "padValue": 0, "resizeRounding": "floor"},
             "postprocess": {"layout": "yolox", "classes": ["person", "forklift"], "confidence": 0.4,
                             "iou": 0.6, "strides": [8, 16]}
         }))
@@ -596,6 +605,7 @@ mod tests {
             "--detect-std=0.25,0.5,1",
             "--detect-letterbox=topLeft",
             "--detect-pad-value=0",
+            "--detect-resize-rounding=floor",
             "--detect-layout=yolox",
             "--detect-classes=person,forklift",
             "--detect-confidence=0.4",
@@ -613,6 +623,7 @@ mod tests {
         let args = sidecar_args(&spec);
         assert!(args.iter().any(|a| a == "--detect-color-order=rgb"));
         assert!(args.iter().any(|a| a == "--detect-letterbox=center"));
+        assert!(args.iter().any(|a| a == "--detect-resize-rounding=round"));
         assert!(!args.iter().any(|a| a.starts_with("--detect-strides")));
         assert!(!args.iter().any(|a| a.starts_with("--detect-classes")));
     }
