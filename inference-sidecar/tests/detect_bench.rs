@@ -548,6 +548,7 @@ async fn detect_bench() {
         let kinds = if py.is_some() { 4 } else { 3 };
         let mut rps: Vec<Vec<f64>> = vec![Vec::new(); 4];
         let mut http_runs: Vec<Vec<Value>> = vec![Vec::new(); 4];
+        let mut loads = Vec::new();
         for round in 0..tp_rounds {
             for k in 0..kinds {
                 let which = (round + k) % kinds;
@@ -582,6 +583,8 @@ async fn detect_bench() {
                     }
                 };
                 eprintln!("{intra}x{workers} round {round} kind {which}: {r:.2}/s");
+                let side_name = ["bare_ort", "in_process_pipeline", "sidecar", "python"][which];
+                loads.push(json!({"round": round, "side": side_name, "loadavg_after": loadavg()}));
                 rps[which].push(r);
             }
         }
@@ -597,6 +600,7 @@ async fn detect_bench() {
             "python_rps": py_r, "python_mean_rps": if py_r.is_empty() { Value::Null } else { json!(mean(&py_r)) },
             "sidecar_runs": side_h,
             "python_runs": py_h,
+            "loadavg_per_measurement": loads,
         }));
     }
     let best = |key: &str| {
