@@ -25,8 +25,10 @@ pre-/post-processing run in Starlette's thread pool, as the sidecar's run on its
 Run by `inference-sidecar/tests/detect_bench.rs` from the bench venv (`bench/detect.sh`).
 """
 
+import asyncio.base_events
 import io
 import os
+import socket
 import threading
 
 import numpy as np
@@ -49,6 +51,18 @@ CONF = float(os.environ.get("DETECT_CONFIDENCE", "0.25"))
 IOU = float(os.environ.get("DETECT_IOU", "0.45"))
 CLASSES = [c for c in os.environ.get("DETECT_CLASSES", "").split(",") if c]
 THREADS = int(os.environ.get("DETECT_INTRA_OP_THREADS", "1"))
+
+
+# uvicorn --workers N (N > 1) hands its workers a listening socket created with proto 0, and asyncio
+# sets TCP_NODELAY only on accepted sockets whose proto is IPPROTO_TCP: every keep-alive response
+# then waits for the client's delayed ACK (~40 ms; a known, open uvicorn bug). The single-process
+# path is unaffected. Set TCP_NODELAY as that path does, so the comparison measures the pipeline.
+def _set_nodelay(sock):
+    if sock.family in (socket.AF_INET, socket.AF_INET6) and sock.type == socket.SOCK_STREAM:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+asyncio.base_events._set_nodelay = _set_nodelay
 
 opts = ort.SessionOptions()
 opts.intra_op_num_threads = THREADS
