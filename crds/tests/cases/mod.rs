@@ -213,6 +213,7 @@ pub fn cases() -> Vec<Case> {
         enum_(IS, "/spec/model/postprocess/layout", json!("yolov8"), "spec.model.postprocess.layout"),
         enum_(IS, "/spec/model/preprocess/colorOrder", json!("bgr"), "spec.model.preprocess.colorOrder"),
         enum_(IS, "/spec/model/preprocess/letterbox", json!("topLeft"), "spec.model.preprocess.letterbox"),
+        enum_(IS, "/spec/model/preprocess/resizeRounding", json!("floor"), "spec.model.preprocess.resizeRounding"),
         enum_(IS, "/spec/rollout/analysis/metrics/0/builtin", json!("ErrorRatio"), "spec.rollout.analysis.metrics[].builtin"),
         enum_(IS, "/spec/rollout/analysis/noDataPolicy", json!("Fail"), "spec.rollout.analysis.noDataPolicy"),
         enum_(IS, "/spec/rollout/analysis/inconclusiveAction", json!("Proceed"), "spec.rollout.analysis.inconclusiveAction"),
