@@ -8,7 +8,7 @@
 # a summary with the numbers. Everything stops at the end.
 #
 # Binaries: release builds from `make demo` (ROBOFLEET_DEMO_BIN overrides the directory).
-# ROBOFLEET_ROBOTS sets the fleet size (default 5, at least 4). ROBOFLEET_DEMO_FAST=1 shortens the
+# ROBOFLEET_ROBOTS sets the fleet size (default 12, 5 in FAST mode; at least 4). ROBOFLEET_DEMO_FAST=1 shortens the
 # pauses (the demo's test in `make test`). The summary is also written as JSON to
 # $ROBOFLEET_DEMO_SUMMARY (default target/demo-summary.json).
 set -euo pipefail
@@ -16,9 +16,10 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
 cd "$REPO"
 BIN=${ROBOFLEET_DEMO_BIN:-${CARGO_TARGET_DIR:-$REPO/target}/release}
-export ROBOFLEET_ROBOTS=${ROBOFLEET_ROBOTS:-5}
-export ROBOFLEET_CLUSTER_STATE=${ROBOFLEET_DEMO_STATE:-$REPO/target/demo}
 FAST=${ROBOFLEET_DEMO_FAST:-0}
+# A dozen robots for the demo; 5 in FAST mode (its test runs debug binaries beside other tests).
+export ROBOFLEET_ROBOTS=${ROBOFLEET_ROBOTS:-$([[ $FAST == 1 ]] && echo 5 || echo 12)}
+export ROBOFLEET_CLUSTER_STATE=${ROBOFLEET_DEMO_STATE:-$REPO/target/demo}
 PY=${ROBOFLEET_PYTHON:-$HOME/.cache/robofleet/venv/bin/python}
 [[ -x $PY ]] || PY=python3
 
