@@ -175,10 +175,11 @@ pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
                 execution_provider = m.provider.as_str(), fallback = m.fallback,
                 reason = m.fallback_reason.as_deref().unwrap_or(""), "model loaded and warm; ready"
             );
-            let _ = state.serving.set(Serving {
-                model: loaded.model,
+            let _ = state.serving.set(Serving::new(
+                loaded.model,
                 scheduler,
-            });
+                state.detection.as_ref(),
+            ));
             Ok::<(), ServeError>(())
         }
     };

@@ -30,6 +30,24 @@ pub struct Serving {
     pub model: ServedModel,
     /// its queue and threads
     pub scheduler: Scheduler,
+    /// `/v1/detect` for this model (`--detect-size auto` resolved against its input once, at
+    /// load), or why the model cannot take it; `None` when detection is not configured
+    pub detection: Option<Result<Detection, String>>,
+}
+
+impl Serving {
+    /// A loaded model in service, with the configured detection resolved for it.
+    pub fn new(model: ServedModel, scheduler: Scheduler, detection: Option<&Detection>) -> Self {
+        let detection = detection.map(|d| {
+            d.for_model(&model.signature)
+                .map(std::borrow::Cow::into_owned)
+        });
+        Self {
+            model,
+            scheduler,
+            detection,
+        }
+    }
 }
 
 /// Shared state of both routers.
@@ -603,12 +621,12 @@ async fn detect_inner(
     body: Body,
     accepted: Instant,
 ) -> Result<Response, Failure> {
-    let Some(detection) = &st.detection else {
+    if st.detection.is_none() {
         return Err(Failure::invalid(
             StatusCode::NOT_FOUND,
             "detection is not configured (serve --detect-size WxH or auto)",
         ));
-    };
+    }
     if st.draining.load(Ordering::SeqCst) {
         return Err(Failure(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -631,11 +649,17 @@ async fn detect_inner(
         )
     })?;
     let server_error = |m: String| Failure(StatusCode::INTERNAL_SERVER_ERROR, Outcome::error, m);
-    let detection = detection
-        .for_model(&serving.model.signature)
-        .map_err(server_error)?;
+    let detection = match &serving.detection {
+        Some(Ok(d)) => d,
+        Some(Err(why)) => return Err(server_error(why.clone())),
+        None => {
+            return Err(server_error(
+                "detection was not resolved for the model".into(),
+            ));
+        }
+    };
     let bytes = read_body(st, headers, body).await?;
-    let (headers_owned, det) = (headers.clone(), detection.clone().into_owned());
+    let (headers_owned, det) = (headers.clone(), detection.clone());
     let prepared = tokio::task::spawn_blocking(move || prepare_image(&headers_owned, &bytes, &det))
         .await
         .map_err(|e| {

@@ -88,7 +88,8 @@ fn harness(loaded: bool, max_queue: usize, admitted: usize, timeout: Duration) -
             fallback: false,
             fallback_reason: None,
         };
-        assert!(state.serving.set(Serving { model, scheduler }).is_ok());
+        let serving = Serving::new(model, scheduler, state.detection.as_ref());
+        assert!(state.serving.set(serving).is_ok());
     }
     Harness { state, started, go }
 }
