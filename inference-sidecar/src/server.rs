@@ -279,12 +279,9 @@ async fn infer_counted(
     let accepted = Instant::now();
     st.metrics.in_flight.inc();
     let _in_flight = InFlight(st.metrics.clone());
-    let labels = st
-        .serving
-        .get()
-        .map_or_else(|| st.configured.clone(), |s| s.model.labels.clone());
+    let labels = st.serving.get().map_or(&st.configured, |s| &s.model.labels);
     let result = infer_inner(&st, &name, version.as_deref(), &headers, body, accepted).await;
-    finish(&st, &labels, accepted, result)
+    finish(&st, labels, accepted, result)
 }
 
 /// Counts a finished request (outcome, and duration for those that reached the queue) and
@@ -565,54 +562,101 @@ fn raw_header<T: std::str::FromStr>(
         .transpose()
 }
 
-/// Decodes the body (encoded image, or a raw frame described by headers) and prepares the tensor.
-fn prepare_image(
-    headers: &HeaderMap,
-    bytes: &[u8],
-    detection: &Detection,
-) -> Result<pre::Prepared, ImageError> {
+/// What a `/v1/detect` body holds: an encoded image, or a raw frame described by headers.
+#[derive(Debug, Clone, Copy)]
+enum ImageSource {
+    /// JPEG or PNG
+    Encoded,
+    /// a raw frame
+    Raw {
+        width: u32,
+        height: u32,
+        step: usize,
+        encoding: RawEncoding,
+    },
+}
+
+/// Reads the content type and, for raw frames, their geometry from the headers.
+fn image_source(headers: &HeaderMap) -> Result<ImageSource, ImageError> {
     let raw = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim().to_ascii_lowercase().starts_with(RAW_CONTENT_TYPE));
-    let img = if raw {
-        let need = |name: &str| {
-            raw_header::<u32>(headers, name)?
-                .ok_or_else(|| ImageError::BadFrame(format!("raw frames need the {name} header")))
-        };
-        let width = need("x-robofleet-width")?;
-        let height = need("x-robofleet-height")?;
-        let encoding: String = raw_header(headers, "x-robofleet-encoding")?.ok_or_else(|| {
-            ImageError::BadFrame("raw frames need the x-robofleet-encoding header".into())
-        })?;
-        let encoding = RawEncoding::parse(&encoding)?;
-        let step = match raw_header::<usize>(headers, "x-robofleet-step")? {
-            Some(step) => step,
-            None => (width as usize).saturating_mul(encoding.bytes_per_pixel()),
-        };
-        pre::raw_to_rgb(&RawFrame {
+    if !raw {
+        return Ok(ImageSource::Encoded);
+    }
+    let need = |name: &str| {
+        raw_header::<u32>(headers, name)?
+            .ok_or_else(|| ImageError::BadFrame(format!("raw frames need the {name} header")))
+    };
+    let width = need("x-robofleet-width")?;
+    let height = need("x-robofleet-height")?;
+    let encoding: String = raw_header(headers, "x-robofleet-encoding")?.ok_or_else(|| {
+        ImageError::BadFrame("raw frames need the x-robofleet-encoding header".into())
+    })?;
+    let encoding = RawEncoding::parse(&encoding)?;
+    let step = match raw_header::<usize>(headers, "x-robofleet-step")? {
+        Some(step) => step,
+        None => (width as usize).saturating_mul(encoding.bytes_per_pixel()),
+    };
+    Ok(ImageSource::Raw {
+        width,
+        height,
+        step,
+        encoding,
+    })
+}
+
+/// Frames of at most this many pixels are decoded and prepared on the request's own task
+/// (well under 100 us for a 160x120 PNG); larger ones on the blocking pool, so a big frame never
+/// holds an async worker. Two thread hand-offs fewer per small frame.
+const INLINE_MAX_PIXELS: u64 = 320 * 240;
+
+/// The frame's pixel count from the raw headers or the encoded image's header, without decoding;
+/// `None` when the header does not parse (the full decode then reports why).
+fn frame_pixels(source: ImageSource, bytes: &[u8]) -> Option<u64> {
+    let (w, h) = match source {
+        ImageSource::Raw { width, height, .. } => (width, height),
+        ImageSource::Encoded => image::ImageReader::new(std::io::Cursor::new(bytes))
+            .with_guessed_format()
+            .ok()?
+            .into_dimensions()
+            .ok()?,
+    };
+    Some(u64::from(w) * u64::from(h))
+}
+
+/// Decodes the body and prepares the model input.
+fn prepare_image(
+    source: ImageSource,
+    bytes: &[u8],
+    preprocess: &pre::Preprocess,
+) -> Result<pre::Prepared, ImageError> {
+    let img = match source {
+        ImageSource::Raw {
+            width,
+            height,
+            step,
+            encoding,
+        } => pre::raw_to_rgb(&RawFrame {
             width,
             height,
             step,
             encoding,
             data: bytes,
-        })?
-    } else {
-        pre::decode_encoded(bytes)?
+        })?,
+        ImageSource::Encoded => pre::decode_encoded(bytes)?,
     };
-    Ok(pre::prepare(&img, &detection.preprocess))
+    Ok(pre::prepare(&img, preprocess))
 }
 
 async fn detect(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
     let accepted = Instant::now();
     st.metrics.in_flight.inc();
     let _in_flight = InFlight(st.metrics.clone());
-    let labels = st
-        .serving
-        .get()
-        .map_or_else(|| st.configured.clone(), |s| s.model.labels.clone());
+    let labels = st.serving.get().map_or(&st.configured, |s| &s.model.labels);
     let result = detect_inner(&st, &headers, body, accepted).await;
-    finish(&st, &labels, accepted, result)
+    finish(&st, labels, accepted, result)
 }
 
 async fn detect_inner(
@@ -659,16 +703,18 @@ async fn detect_inner(
         }
     };
     let bytes = read_body(st, headers, body).await?;
-    let (headers_owned, det) = (headers.clone(), detection.clone());
-    let prepared = tokio::task::spawn_blocking(move || prepare_image(&headers_owned, &bytes, &det))
-        .await
-        .map_err(|e| {
-            Failure(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                Outcome::error,
-                e.to_string(),
-            )
-        })?;
+    let prepared = match image_source(headers) {
+        Err(e) => Err(e),
+        Ok(source) if frame_pixels(source, &bytes).is_some_and(|n| n <= INLINE_MAX_PIXELS) => {
+            prepare_image(source, &bytes, &detection.preprocess)
+        }
+        Ok(source) => {
+            let preprocess = detection.preprocess.clone();
+            tokio::task::spawn_blocking(move || prepare_image(source, &bytes, &preprocess))
+                .await
+                .map_err(|e| server_error(e.to_string()))?
+        }
+    };
     let prepared = match prepared {
         Ok(p) => {
             st.metrics.detection_image("ok");

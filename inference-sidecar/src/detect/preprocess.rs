@@ -140,7 +140,8 @@ pub fn decode_encoded(bytes: &[u8]) -> Result<RgbImage, ImageError> {
     if decoded.width() == 0 || decoded.height() == 0 {
         return Err(ImageError::Corrupt("zero-sized image".into()));
     }
-    Ok(decoded.to_rgb8())
+    // moves the pixels when the image is RGB already (a copy of the whole frame otherwise)
+    Ok(decoded.into_rgb8())
 }
 
 /// Pixel encodings of raw frames (the `sensor_msgs/Image` names).
@@ -357,15 +358,20 @@ pub fn prepare(img: &RgbImage, cfg: &Preprocess) -> Prepared {
     };
     let plane = (tw * th) as usize;
     let mut data = vec![0.0f32; 3 * plane];
+    // rows of the (resized) image, `nw` RGB pixels each
+    let row_bytes = nw as usize * 3;
+    let rows = src.as_raw().chunks_exact(row_bytes).take(nh as usize);
     for (c, &src_c) in order.iter().enumerate() {
         let norm = |p: u8| (f32::from(p) * cfg.scale - cfg.mean[c]) / cfg.std[c];
-        let pad = norm(cfg.pad_value);
+        // the same expression for each of the 256 values, looked up per pixel
+        let lut: [f32; 256] = std::array::from_fn(|p| norm(p as u8));
         let out = &mut data[c * plane..(c + 1) * plane];
-        out.fill(pad);
-        for y in 0..nh {
-            let row = ((y + pad_y) * tw + pad_x) as usize;
-            for x in 0..nw {
-                out[row + x as usize] = norm(src.get_pixel(x, y).0[src_c]);
+        out.fill(lut[usize::from(cfg.pad_value)]);
+        for (y, pixels) in (pad_y..).zip(rows.clone()) {
+            let start = (y * tw + pad_x) as usize;
+            let dst = &mut out[start..start + nw as usize];
+            for (o, p) in dst.iter_mut().zip(pixels.chunks_exact(3)) {
+                *o = lut[usize::from(p[src_c])];
             }
         }
     }
