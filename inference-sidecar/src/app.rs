@@ -134,6 +134,12 @@ pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
+    // answers go out at once (Nagle's algorithm would hold a small write behind an unacknowledged one)
+    let api = axum::serve::ListenerExt::tap_io(api, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     let api_server = tokio::spawn(
         axum::serve(api, server::api_router(state.clone()))
             .with_graceful_shutdown(stopped(stop_rx.clone()))
