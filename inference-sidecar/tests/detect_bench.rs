@@ -19,6 +19,10 @@
 
 mod common;
 
+/// The sidecar binary's allocator, so the in-process pipeline allocates as the server does.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -88,22 +92,34 @@ fn loadavg() -> String {
         .join(" ")
 }
 
-/// CPU seconds (user + system) of one process, all its threads.
-fn proc_cpu_s(pid: u32, ticks: f64) -> f64 {
+/// Fields of `/proc/<pid>/stat` by their number in proc(5) (1-based; 10 minflt, 14 utime).
+fn proc_stat(pid: u32, fields: &[usize]) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|s| {
-            // after the command name (which may contain spaces): state, ..., utime (14), stime (15)
+            // after the command name (which may contain spaces): field 3 (state) on
             let rest = s.rsplit_once(')')?.1.split_whitespace().collect::<Vec<_>>();
-            Some(rest.get(11)?.parse::<f64>().ok()? + rest.get(12)?.parse::<f64>().ok()?)
+            fields
+                .iter()
+                .map(|f| rest.get(f - 3)?.parse::<f64>().ok())
+                .sum::<Option<f64>>()
         })
         .unwrap_or(0.0)
-        / ticks
 }
 
-/// CPU seconds of a process and, recursively, its live child processes.
-fn tree_cpu_s(pid: u32, ticks: f64) -> f64 {
-    let own = proc_cpu_s(pid, ticks);
+/// CPU seconds (user + system) of one process, all its threads.
+fn proc_cpu_s(pid: u32, ticks: f64) -> f64 {
+    proc_stat(pid, &[14, 15]) / ticks
+}
+
+/// Minor page faults of one process, all its threads.
+fn proc_minflt(pid: u32) -> f64 {
+    proc_stat(pid, &[10])
+}
+
+/// `per_process` summed over a process and, recursively, its live child processes.
+fn tree_sum(pid: u32, per_process: &dyn Fn(u32) -> f64) -> f64 {
+    let own = per_process(pid);
     let children: f64 = std::fs::read_dir(format!("/proc/{pid}/task"))
         .into_iter()
         .flatten()
@@ -114,9 +130,19 @@ fn tree_cpu_s(pid: u32, ticks: f64) -> f64 {
                 .filter_map(|p| p.parse::<u32>().ok())
                 .collect::<Vec<_>>()
         })
-        .map(|p| tree_cpu_s(p, ticks))
+        .map(|p| tree_sum(p, per_process))
         .sum();
     own + children
+}
+
+/// CPU seconds of a process and its live child processes.
+fn tree_cpu_s(pid: u32, ticks: f64) -> f64 {
+    tree_sum(pid, &|p| proc_cpu_s(p, ticks))
+}
+
+/// Minor page faults of a process and its live child processes.
+fn tree_minflt(pid: u32) -> f64 {
+    tree_sum(pid, &proc_minflt)
 }
 
 /// The in-process pipeline, exactly as `/v1/detect` runs it minus HTTP: decode, letterbox and
@@ -144,6 +170,55 @@ fn pipeline(backend: &mut OrtBackend, det: &Detection, image: &[u8]) -> usize {
         .run(&data, &shape, &prepared.transform)
         .unwrap()
         .len()
+}
+
+/// Median milliseconds of each stage of [`pipeline`] over `n` runs: decode, letterbox and
+/// normalise, infer (one thread), post-process.
+fn stages(backend: &mut OrtBackend, det: &Detection, image: &[u8], n: usize) -> Value {
+    let mut t: [Vec<f64>; 4] = Default::default();
+    let ms = |s: Instant| s.elapsed().as_secs_f64() * 1000.0;
+    for _ in 0..n {
+        let s = Instant::now();
+        let img = preprocess::decode_encoded(image).unwrap();
+        t[0].push(ms(s));
+        let s = Instant::now();
+        let prepared = preprocess::prepare(&img, &det.preprocess);
+        t[1].push(ms(s));
+        let pre = &det.preprocess;
+        let input = Tensor::new(
+            det.input.clone(),
+            vec![1, 3, i64::from(pre.height), i64::from(pre.width)],
+            TensorData::Fp32(prepared.data),
+        )
+        .unwrap();
+        let s = Instant::now();
+        let out = backend.infer(vec![input]).unwrap();
+        t[2].push(ms(s));
+        let s = Instant::now();
+        if let Some(Tensor {
+            shape,
+            data: TensorData::Fp32(data),
+            ..
+        }) = out.into_iter().next()
+        {
+            det.postprocess
+                .run(&data, &shape, &prepared.transform)
+                .unwrap();
+        }
+        t[3].push(ms(s));
+    }
+    let [decode, prepare, infer, post] = t.map(|mut v| {
+        v.sort_by(f64::total_cmp);
+        percentile(&v, 0.5)
+    });
+    json!({
+        "runs": n,
+        "decode_p50_ms": decode,
+        "prepare_p50_ms": prepare,
+        "infer_p50_ms": infer,
+        "postprocess_p50_ms": post,
+        "decode_and_prepare_percent": (decode + prepare) / (decode + prepare + infer + post) * 100.0,
+    })
 }
 
 fn session(model: &Path, intra: usize) -> Session {
@@ -217,7 +292,11 @@ async fn load(
 ) -> Value {
     let ticks: f64 = cmd_output("getconf", &["CLK_TCK"]).parse().unwrap_or(100.0);
     let me = std::process::id();
-    let (cpu0, srv0) = (proc_cpu_s(me, ticks), tree_cpu_s(t.pid, ticks));
+    let (cpu0, srv0, flt0) = (
+        proc_cpu_s(me, ticks),
+        tree_cpu_s(t.pid, ticks),
+        tree_minflt(t.pid),
+    );
     let start = Instant::now();
     let until = start + Duration::from_secs_f64(seconds);
     let stop = Arc::new(AtomicBool::new(false));
@@ -245,7 +324,11 @@ async fn load(
         lat.extend(task.await.unwrap());
     }
     let wall = start.elapsed().as_secs_f64();
-    let (cpu1, srv1) = (proc_cpu_s(me, ticks), tree_cpu_s(t.pid, ticks));
+    let (cpu1, srv1, flt1) = (
+        proc_cpu_s(me, ticks),
+        tree_cpu_s(t.pid, ticks),
+        tree_minflt(t.pid),
+    );
     json!({
         "rps": lat.len() as f64 / wall,
         "requests": lat.len(),
@@ -254,6 +337,8 @@ async fn load(
         "loadgen_cpu_cores": (cpu1 - cpu0) / wall,
         "loadgen_cpu_us_per_request": (cpu1 - cpu0) * 1e6 / lat.len().max(1) as f64,
         "server_cpu_cores": (srv1 - srv0) / wall,
+        "server_cpu_us_per_request": (srv1 - srv0) * 1e6 / lat.len().max(1) as f64,
+        "server_minor_faults_per_request": (flt1 - flt0) / lat.len().max(1) as f64,
     })
 }
 
@@ -444,6 +529,7 @@ async fn detect_bench() {
     );
     let connections: usize = env_or("ROBOFLEET_DETECT_BENCH_CONNECTIONS", 2 * budget.max(2));
     let load_before = loadavg();
+    let uptime_before = cmd_output("uptime", &[]);
 
     let image = Arc::new(std::fs::read(&image_path).unwrap());
     let mut parse_args = vec!["bench".to_owned()];
@@ -492,9 +578,11 @@ async fn detect_bench() {
     }
     let sides = if py.is_some() { 3 } else { 2 };
     let mut lat: Vec<Vec<f64>> = vec![Vec::new(); 3];
+    let mut side_faults = 0.0;
     for round in 0..rounds {
         for k in 0..sides {
             let which = (round + k) % sides;
+            let faults_before = proc_minflt(side.pid);
             for _ in 0..per_round {
                 let ms = match which {
                     0 => {
@@ -507,8 +595,13 @@ async fn detect_bench() {
                 };
                 lat[which].push(ms);
             }
+            if which == 1 {
+                side_faults += proc_minflt(side.pid) - faults_before;
+            }
         }
     }
+    let stage_ms = stages(&mut backend, &det, &image, rounds * per_round);
+    eprintln!("in-process stages: {stage_ms:#}");
     let rss_after_latency = server.rss_bytes();
     drop((server, py, backend));
     let [bare_l, side_l, py_l] = <[Vec<f64>; 3]>::try_from(lat).unwrap();
@@ -522,6 +615,8 @@ async fn detect_bench() {
         "python_detect": py_l,
         "added_p50_percent": added("p50_ms"),
         "added_p99_percent": added("p99_ms"),
+        "sidecar_minor_faults_per_request": side_faults / (rounds * per_round) as f64,
+        "in_process_stages": stage_ms,
     });
     eprintln!("latency: {latency:#}");
 
@@ -662,6 +757,9 @@ async fn detect_bench() {
         "cpus_online": std::thread::available_parallelism().map_or(0, |n| n.get()),
         "loadavg_before": load_before,
         "loadavg_after": loadavg(),
+        "uptime_before": uptime_before,
+        "uptime_after": cmd_output("uptime", &[]),
+        "allocator": "jemalloc (tikv-jemallocator) in the sidecar binary and in this benchmark's in-process pipeline",
         "command": std::env::var("ROBOFLEET_BENCH_COMMAND").unwrap_or_else(|_| "cargo test -p inference-sidecar --test detect_bench".into()),
         "model": model.file_name().map(|n| n.to_string_lossy().into_owned()),
         "model_sha256": model_ref(&model).rsplit('@').next().unwrap_or_default().to_owned(),
