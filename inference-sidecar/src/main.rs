@@ -6,13 +6,6 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use inference_sidecar::{app, batch, config::ServeArgs};
 
-/// jemalloc rather than glibc's malloc: glibc serves every buffer above its mmap threshold (a
-/// decoded 1280x720 frame, the input tensor) with a fresh mapping and unmaps it when freed, so
-/// each request page-faulted its buffers anew (about 1,300 minor faults per request on a 720p
-/// PNG); jemalloc keeps freed pages for reuse and returns them only after ~10 s unused.
-#[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
 /// robofleet's inference sidecar: ONNX Runtime behind the Open Inference Protocol v2.
 #[derive(Parser)]
 #[command(version, about)]
@@ -30,6 +23,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    inference_sidecar::ort_backend::keep_native_allocations();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -300,8 +300,8 @@ fn minor_faults(pid: u32) -> u64 {
 
 /// A 1280x720 frame's buffers (the decoded RGB frame, 2.7 MB) lie above glibc's mmap threshold.
 /// With glibc's malloc and the whole-frame copy `decode_encoded` used to make, every request
-/// grew and trimmed the heap again: 1,352 minor page faults per request here (0.3 to 1 now, with
-/// jemalloc as the sidecar's allocator and no copy). Counts the server's faults over 30 requests
+/// grew and trimmed the heap again: 1,352 minor page faults per request here (0.3 to 1 now: no
+/// copy, and fixed malloc thresholds, `ort_backend::keep_native_allocations`). Counts the server's faults over 30 requests
 /// after a warm-up: a count of faults, not a time, so a loaded machine does not move it (what
 /// remains is a new thread's first stack pages, a few dozen once).
 #[tokio::test]

@@ -19,10 +19,6 @@
 
 mod common;
 
-/// The sidecar binary's allocator, so the in-process pipeline allocates as the server does.
-#[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -528,6 +524,8 @@ async fn detect_bench() {
         std::thread::available_parallelism().map_or(1, |n| n.get()),
     );
     let connections: usize = env_or("ROBOFLEET_DETECT_BENCH_CONNECTIONS", 2 * budget.max(2));
+    // glibc's malloc tuned as the sidecar binary tunes it
+    ort_backend::keep_native_allocations();
     let load_before = loadavg();
     let uptime_before = cmd_output("uptime", &[]);
 
@@ -759,7 +757,7 @@ async fn detect_bench() {
         "loadavg_after": loadavg(),
         "uptime_before": uptime_before,
         "uptime_after": cmd_output("uptime", &[]),
-        "allocator": "jemalloc (tikv-jemallocator) in the sidecar binary and in this benchmark's in-process pipeline",
+        "allocator": "glibc malloc with a fixed 64 MiB mmap and 256 MiB trim threshold (ort_backend::keep_native_allocations), in the sidecar binary and in this benchmark's process",
         "command": std::env::var("ROBOFLEET_BENCH_COMMAND").unwrap_or_else(|_| "cargo test -p inference-sidecar --test detect_bench".into()),
         "model": model.file_name().map(|n| n.to_string_lossy().into_owned()),
         "model_sha256": model_ref(&model).rsplit('@').next().unwrap_or_default().to_owned(),
