@@ -1,17 +1,16 @@
 //! robofleet-operator: turns InferenceService, SafetyPolicy and SensorSim objects into pods on
 //! robots, rolls models out wave by wave, and reports what it observes.
 //!
-//! Data flow (each reconcile): fetch the object and the robots it selects, validate (pure),
-//! compute the desired children and the rollout step (pure, given observations and `now`,
-//! [`core`]), server-side apply ([`apply`]), then write status once and only on change.
-//! [`controller`] holds one module per kind; [`run`] wires the watches: the custom resources, the
-//! pods they own (label-selected), and Nodes through a reflector whose changes re-trigger every
-//! resource. Built so far: InferenceService placement (one pod per selected robot at the current
-//! revision, revisions in ControllerRevisions, namespace and image allow-lists, status with
-//! counts), SafetyPolicy monitors (a policy ConfigMap the monitors hot-reload, one monitor pod per
-//! selected robot, conflicts per robot and stop topic). SensorSim, waves and analysis come next.
+//! Data flow (each reconcile): read the object, the robots it selects and its pods from the
+//! shared caches ([`cache`]), validate (pure), compute the desired children and the rollout step
+//! (pure, given observations and `now`, [`core`]), server-side apply ([`apply`]), then write
+//! status once and only on change. [`controller`] holds one module per kind; [`run`] wires the
+//! watches: the three custom resources; one watch of the pods the operator owns (label-selected,
+//! stripped, shared by the three controllers; a pod change re-triggers its owner); Nodes and
+//! Namespaces through reflectors whose relevant changes re-trigger every resource.
 
 pub mod apply;
+pub mod cache;
 pub mod client;
 pub mod config;
 pub mod controller;
@@ -23,9 +22,11 @@ pub mod scrape;
 use std::sync::Arc;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Controller;
 use kube::runtime::reflector;
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use robofleet_crds::{InferenceService, SafetyPolicy, SensorSim};
@@ -79,19 +80,6 @@ pub async fn run(
         .applied_objects()
         .predicate_filter(node_relevant_hash, Default::default());
 
-    let ctx = Arc::new(Context {
-        client: client.clone(),
-        config,
-        nodes: nodes.clone(),
-        metrics: metrics.clone(),
-        scraper: Arc::new(scrape::HttpScrape::new(std::time::Duration::from_secs(2))),
-        confirmations: Default::default(),
-        stop_consumers: Default::default(),
-        windows: Default::default(),
-        monitor_cache: Default::default(),
-        written: Default::default(),
-        busy: Default::default(),
-    });
     let ready_metrics = metrics.clone();
     let nodes_ready = nodes.clone();
     tokio::spawn(async move {
@@ -126,62 +114,148 @@ pub async fn run(
         }
         node_stream
     };
-    // Node changes re-trigger every resource of every kind: one stream, fanned out.
-    let (isvc_tx, isvc_nodes) = futures::channel::mpsc::channel::<()>(1);
-    let (safety_tx, safety_nodes) = futures::channel::mpsc::channel::<()>(1);
-    let (sim_tx, sim_nodes) = futures::channel::mpsc::channel::<()>(1);
+    // Pods: one watch of the pods this operator owns, stripped before caching, shared by the
+    // three controllers: each pod change re-triggers its owner (named by its labels).
+    let (pods, pod_writer) = reflector::store::<Pod>();
+    let (isvc_tx, isvc_pods) = futures::channel::mpsc::channel::<ObjectRef<InferenceService>>(256);
+    let (safety_tx, safety_pods) = futures::channel::mpsc::channel::<ObjectRef<SafetyPolicy>>(256);
+    let (sim_tx, sim_pods) = futures::channel::mpsc::channel::<ObjectRef<SensorSim>>(256);
+    let pod_stream = watcher(
+        Api::<Pod>::all(client.clone()),
+        watcher::Config::default().labels(OWNED_PODS),
+    )
+    .default_backoff()
+    .modify(cache::strip_pod)
+    .reflect(pod_writer)
+    .touched_objects();
     tokio::spawn(async move {
-        let mut node_stream = node_stream;
+        use futures::SinkExt;
+        let mut pod_stream = std::pin::pin!(pod_stream);
         let (mut isvc_tx, mut safety_tx, mut sim_tx) = (isvc_tx, safety_tx, sim_tx);
-        while let Some(n) = node_stream.next().await {
+        while let Some(p) = pod_stream.next().await {
+            let Ok(p) = p else { continue };
+            // A closed channel means that controller stopped; the others go on.
+            let _ = match cache::owner_of(&p) {
+                Some((inference_service::KIND, ns, name)) => {
+                    isvc_tx.send(ObjectRef::new(name).within(ns)).await
+                }
+                Some((safety_policy::KIND, ns, name)) => {
+                    safety_tx.send(ObjectRef::new(name).within(ns)).await
+                }
+                Some((sensor_sim::KIND, ns, name)) => {
+                    sim_tx.send(ObjectRef::new(name).within(ns)).await
+                }
+                _ => Ok(()),
+            };
+        }
+    });
+    // Namespaces: names and labels only; a label change (robot workloads allowed or not)
+    // re-triggers everything, like a robot change.
+    let (namespaces, ns_writer) = reflector::store::<PartialObjectMeta<Namespace>>();
+    let ns_stream = watcher(
+        Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+        Default::default(),
+    )
+    .default_backoff()
+    .modify(cache::strip_namespace)
+    .reflect(ns_writer)
+    .applied_objects()
+    .predicate_filter(
+        |n: &PartialObjectMeta<Namespace>| {
+            use std::hash::{DefaultHasher, Hash, Hasher};
+            let mut h = DefaultHasher::new();
+            n.metadata.labels.hash(&mut h);
+            Some(h.finish())
+        },
+        Default::default(),
+    )
+    .map(|r| r.map(|_| ()));
+    // Node and namespace changes re-trigger every resource of every kind: one stream, fanned out.
+    let (isvc_all_tx, isvc_all) = futures::channel::mpsc::channel::<()>(1);
+    let (safety_all_tx, safety_all) = futures::channel::mpsc::channel::<()>(1);
+    let (sim_all_tx, sim_all) = futures::channel::mpsc::channel::<()>(1);
+    tokio::spawn(async move {
+        let node_stream = node_stream.map(|r| r.map(|_| ()));
+        let mut all = std::pin::pin!(futures::stream::select(node_stream, ns_stream));
+        let (mut a, mut b, mut c) = (isvc_all_tx, safety_all_tx, sim_all_tx);
+        while let Some(n) = all.next().await {
             if n.is_ok() {
                 // A full channel already holds a pending "reconcile all".
-                let _ = isvc_tx.try_send(());
-                let _ = safety_tx.try_send(());
-                let _ = sim_tx.try_send(());
+                let _ = a.try_send(());
+                let _ = b.try_send(());
+                let _ = c.try_send(());
             }
         }
     });
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|v| *v).await;
     };
-    let owned = || watcher::Config::default().labels(OWNED_PODS);
-    let pods = Api::<Pod>::all(client.clone());
     let isvc = Controller::new(
         Api::<InferenceService>::all(client.clone()),
         watcher::Config::default().any_semantic(),
     )
-    .owns(pods.clone(), owned())
-    .reconcile_all_on(isvc_nodes)
-    .graceful_shutdown_on(stopped(shutdown_rx.clone()))
-    .run(
-        inference_service::reconcile,
-        inference_service::error_policy,
-        ctx.clone(),
+    .reconcile_on(isvc_pods)
+    // Its preflight SensorSims (few, label-selected): a finished preflight moves the rollout on.
+    .owns(
+        Api::<SensorSim>::all(client.clone()),
+        watcher::Config::default().labels(&format!(
+            "{}={}",
+            robofleet_crds::labels::OWNER_KIND,
+            inference_service::KIND
+        )),
     )
-    .for_each(log_event);
+    .reconcile_all_on(isvc_all)
+    .graceful_shutdown_on(stopped(shutdown_rx.clone()));
     let safety = Controller::new(
         Api::<SafetyPolicy>::all(client.clone()),
         watcher::Config::default().any_semantic(),
     )
-    .owns(pods.clone(), owned())
-    .reconcile_all_on(safety_nodes)
-    .graceful_shutdown_on(stopped(shutdown_rx.clone()))
-    .run(
-        safety_policy::reconcile,
-        safety_policy::error_policy,
-        ctx.clone(),
-    )
-    .for_each(log_event);
+    .reconcile_on(safety_pods)
+    .reconcile_all_on(safety_all)
+    .graceful_shutdown_on(stopped(shutdown_rx.clone()));
     let sims = Controller::new(
         Api::<SensorSim>::all(client.clone()),
         watcher::Config::default().any_semantic(),
     )
-    .owns(pods, owned())
-    .reconcile_all_on(sim_nodes)
-    .graceful_shutdown_on(stopped(shutdown_rx.clone()))
-    .run(sensor_sim::reconcile, sensor_sim::error_policy, ctx)
-    .for_each(log_event);
+    .reconcile_on(sim_pods)
+    .reconcile_all_on(sim_all)
+    .graceful_shutdown_on(stopped(shutdown_rx.clone()));
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        config,
+        nodes: nodes.clone(),
+        pods,
+        namespaces,
+        policies: safety.store(),
+        sims: sims.store(),
+        revisions: Default::default(),
+        expectations: Default::default(),
+        metrics: metrics.clone(),
+        scraper: Arc::new(scrape::HttpScrape::new(std::time::Duration::from_secs(2))),
+        confirmations: Default::default(),
+        stop_consumers: Default::default(),
+        windows: Default::default(),
+        monitor_cache: Default::default(),
+        written: Default::default(),
+        busy: Default::default(),
+    });
+    let isvc = isvc
+        .run(
+            inference_service::reconcile,
+            inference_service::error_policy,
+            ctx.clone(),
+        )
+        .for_each(log_event);
+    let safety = safety
+        .run(
+            safety_policy::reconcile,
+            safety_policy::error_policy,
+            ctx.clone(),
+        )
+        .for_each(log_event);
+    let sims = sims
+        .run(sensor_sim::reconcile, sensor_sim::error_policy, ctx)
+        .for_each(log_event);
     tokio::join!(isvc, safety, sims);
     let _ = shutdown_tx.send(true);
     let _ = server.await;

@@ -380,7 +380,7 @@ fn operator_cmd(
         "--safety-metrics-port",
         &(metrics + 1).to_string(),
     ])
-    .env("RUST_LOG", "info,kube=warn")
+    .env("RUST_LOG", "info,robofleet_operator=debug,kube=warn")
     .stdin(Stdio::null())
     .kill_on_drop(true);
     if let Some(k) = kubeconfig {

@@ -7,17 +7,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::ControllerRevision;
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 use robofleet_crds::common::LocalRef;
 use robofleet_crds::conditions::{DesiredCondition, reasons, set_condition, types};
 use robofleet_crds::inference_service::{InferenceServiceStatus, ModelRef, RevisionRef};
 use robofleet_crds::sensor_sim::{SimPhase, UnitsUnderTest};
-use robofleet_crds::{InferenceService, SafetyPolicy, SensorSim, annotations, labels};
+use robofleet_crds::{InferenceService, SensorSim, annotations, labels};
 use serde_json::json;
 
 use std::collections::HashMap;
@@ -63,7 +63,9 @@ impl Error {
 /// Reconciles one InferenceService.
 pub async fn reconcile(obj: Arc<InferenceService>, ctx: Arc<Context>) -> Result<Action, Error> {
     let timer = ctx.metrics.reconcile(KIND);
+    tracing::debug!(service = %obj.name_any(), "reconcile");
     let result = reconcile_inner(&obj, &ctx).await;
+    tracing::debug!(service = %obj.name_any(), ?result, "reconciled");
     timer.finish(match &result {
         Ok(_) => "ok",
         Err(e) => e.kind(),
@@ -102,24 +104,23 @@ async fn reconcile_inner(obj: &InferenceService, ctx: &Context) -> Result<Action
         return Ok(Action::requeue(Duration::from_millis(300)));
     }
 
-    // ---- fetch
-    let namespace = Api::<Namespace>::all(client.clone()).get_opt(&ns).await?;
-    let allowed = namespace
-        .as_ref()
-        .and_then(|n| n.metadata.labels.as_ref())
-        .and_then(|l| l.get(labels::ROBOT_WORKLOADS))
-        .is_some_and(|v| v == "true");
+    // ---- fetch (from the shared caches)
+    ctx.caches_ready().await;
+    let allowed = crate::cache::allows_robot_workloads(&ctx.namespaces, &ns);
     let robots_all: Vec<Robot> = ctx
         .nodes
         .state()
         .iter()
         .filter_map(|n| Robot::from_node(n))
         .collect();
-    let owner_selector = format!("{}={KIND},{}={name}", labels::OWNER_KIND, labels::OWNER);
-    let pods = pods_api
-        .list(&ListParams::default().labels(&owner_selector))
-        .await?
-        .items;
+    let pods = crate::cache::pods_of(&ctx.pods, KIND, &ns, &name);
+    if !ctx
+        .expectations
+        .met(&owner_key, &pods, std::time::Instant::now())
+    {
+        // The cache has not caught up with this service's last pod writes yet.
+        return Ok(Action::requeue(Duration::from_millis(300)));
+    }
 
     // ---- validate (pure)
     let bridges = &ctx.config.bridge_images;
@@ -400,7 +401,7 @@ async fn reconcile_inner(obj: &InferenceService, ctx: &Context) -> Result<Action
     templates.insert(revision.clone(), template.clone());
     // Decide every write first (templates of other revisions loaded once), then send them with
     // bounded concurrency: an AllAtOnce step or a large wave updates many robots at once.
-    let mut deletes: Vec<String> = Vec::new();
+    let mut deletes: Vec<&Pod> = Vec::new();
     let mut creates: Vec<Pod> = Vec::new();
     for u in &decision.updates {
         tracing::info!(service = %owner_key, robot = %u.robot, from = ?u.from, to = %u.to, kind = ?u.kind, "robot update");
@@ -410,7 +411,7 @@ async fn reconcile_inner(obj: &InferenceService, ctx: &Context) -> Result<Action
                     .get(&u.robot)
                     .filter(|p| p.metadata.deletion_timestamp.is_none())
                 {
-                    deletes.push(p.name_any());
+                    deletes.push(p);
                 }
             }
             None => {
@@ -442,24 +443,7 @@ async fn reconcile_inner(obj: &InferenceService, ctx: &Context) -> Result<Action
             }
         }
     }
-    {
-        use futures::{StreamExt, TryStreamExt};
-        let api = &pods_api;
-        let writes = deletes
-            .into_iter()
-            .map(|n| (n, None))
-            .chain(creates.into_iter().map(|p| (p.name_any(), Some(p))));
-        futures::stream::iter(writes)
-            .map(|(n, pod)| async move {
-                match pod {
-                    Some(pod) => apply(api, &n, &pod).await.map(|_| ()),
-                    None => crate::apply::delete(api, &n).await,
-                }
-            })
-            .buffer_unordered(super::POD_WRITE_CONCURRENCY)
-            .try_collect::<Vec<()>>()
-            .await?;
-    }
+    let mut expected = super::write_pods(&pods_api, creates, deletes).await?;
     // Pods on robots no longer selected go; Failed pods are replaced (with backoff).
     for p in &pods {
         if p.metadata.deletion_timestamp.is_some() {
@@ -472,8 +456,11 @@ async fn reconcile_inner(obj: &InferenceService, ctx: &Context) -> Result<Action
         if !wanted || (failed && super::may_replace_failed(p)) {
             tracing::info!(service = %owner_key, pod = %p.name_any(), failed, "deleting a stray or failed pod");
             crate::apply::delete(&pods_api, &p.name_any()).await?;
+            expected.deleted.extend(p.metadata.uid.clone());
         }
     }
+    ctx.expectations
+        .expect(&owner_key, expected, std::time::Instant::now());
     if let Some(req) = &decision.preflight {
         ensure_preflight(ctx, obj, &owner, req, &selected).await?;
     }
@@ -708,17 +695,15 @@ async fn preflight_children(
     ns: &str,
     name: &str,
 ) -> Result<Vec<PreflightChild>, Error> {
-    let api: Api<SensorSim> = Api::namespaced(ctx.client.clone(), ns);
-    let lp = ListParams::default().labels(&format!(
-        "{}={KIND},{}={name}",
-        labels::OWNER_KIND,
-        labels::OWNER
-    ));
-    Ok(api
-        .list(&lp)
-        .await?
-        .items
+    Ok(ctx
+        .sims
+        .state()
         .into_iter()
+        .filter(|s| s.metadata.namespace.as_deref() == Some(ns))
+        .filter(|s| {
+            s.labels().get(labels::OWNER_KIND).map(String::as_str) == Some(KIND)
+                && s.labels().get(labels::OWNER).map(String::as_str) == Some(name)
+        })
         .filter(|s| s.metadata.deletion_timestamp.is_none())
         .filter_map(|s| {
             let template = s.labels().get(PREFLIGHT_TEMPLATE_LABEL)?.clone();
@@ -757,12 +742,11 @@ async fn ensure_preflight(
     selected: &[&Robot],
 ) -> Result<(), Error> {
     let api: Api<SensorSim> = Api::namespaced(ctx.client.clone(), &owner.namespace);
-    let policies: Api<SafetyPolicy> = Api::namespaced(ctx.client.clone(), &owner.namespace);
-    let policy = policies
-        .list(&ListParams::default())
-        .await?
-        .items
+    let policy = ctx
+        .policies
+        .state()
         .into_iter()
+        .filter(|p| p.metadata.namespace.as_deref() == Some(owner.namespace.as_str()))
         .find(|p| {
             robots::select(p.spec.robot_selector.as_ref(), selected.iter().copied())
                 .is_ok_and(|s| !s.is_empty())
@@ -775,7 +759,7 @@ async fn ensure_preflight(
                 .metadata
                 .creation_timestamp
                 .as_ref()
-                .is_some_and(|c| c.0 < req.since.0);
+                .is_some_and(|c| !crate::core::rollout::clock::created_since(c, &req.since));
             if stale && existing.metadata.deletion_timestamp.is_none() {
                 api.delete(&child_name, &Default::default()).await?;
             }
@@ -823,11 +807,9 @@ async fn load_template(
     name: &str,
     revision: &str,
 ) -> Result<Option<isvc::Template>, Error> {
-    let api: Api<ControllerRevision> = Api::namespaced(ctx.client.clone(), ns);
-    Ok(api
-        .get_opt(&format!("{name}-{revision}"))
+    Ok(revision_of(ctx, ns, &format!("{name}-{revision}"))
         .await?
-        .and_then(|cr| cr.data)
+        .and_then(|cr| cr.data.clone())
         .and_then(|d| serde_json::from_value(d.0).ok()))
 }
 
@@ -838,11 +820,9 @@ async fn load_model(
     name: &str,
     revision: &str,
 ) -> Result<Option<ModelRef>, Error> {
-    let api: Api<ControllerRevision> = Api::namespaced(ctx.client.clone(), ns);
-    Ok(api
-        .get_opt(&format!("{name}-{revision}"))
+    Ok(revision_of(ctx, ns, &format!("{name}-{revision}"))
         .await?
-        .and_then(|cr| cr.metadata.annotations)
+        .and_then(|cr| cr.metadata.annotations.clone())
         .and_then(|a| {
             Some(ModelRef {
                 uri: a.get(MODEL_URI)?.clone(),
@@ -850,6 +830,23 @@ async fn load_model(
                 version: a.get(MODEL_VERSION).cloned(),
             })
         }))
+}
+
+/// A ControllerRevision from the cache, else from the API server (then cached).
+pub(crate) async fn revision_of(
+    ctx: &Context,
+    ns: &str,
+    cr_name: &str,
+) -> Result<Option<Arc<ControllerRevision>>, kube::Error> {
+    if let Some(cr) = ctx.revisions.get(ns, cr_name) {
+        return Ok(Some(cr));
+    }
+    let api: Api<ControllerRevision> = Api::namespaced(ctx.client.clone(), ns);
+    let Some(cr) = api.get_opt(cr_name).await? else {
+        return Ok(None);
+    };
+    ctx.revisions.insert(ns, cr_name, cr);
+    Ok(ctx.revisions.get(ns, cr_name))
 }
 
 const MODEL_URI: &str = "robofleet.io/model-uri";
@@ -985,7 +982,18 @@ async fn store_revision(
 ) -> Result<(), Error> {
     let api: Api<ControllerRevision> = Api::namespaced(ctx.client.clone(), &owner.namespace);
     let cr_name = format!("{}-{revision}", owner.name);
-    if api.get_opt(&cr_name).await?.is_some() {
+    // A revision of an earlier object of the same name (deleted, then recreated) is not ours.
+    let ours = |cr: &ControllerRevision| {
+        cr.metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|r| r.uid == owner.reference.uid)
+    };
+    if revision_of(ctx, &owner.namespace, &cr_name)
+        .await?
+        .is_some_and(|cr| ours(&cr))
+    {
         return Ok(());
     }
     let mut cr_labels = isvc::child_labels(owner, "revision");
@@ -1016,6 +1024,7 @@ async fn store_revision(
         data: Some(RawExtension(serde_json::to_value(template)?)),
         revision: obj.metadata.generation.unwrap_or(0),
     };
-    apply(&api, &cr_name, &cr).await?;
+    let stored = apply(&api, &cr_name, &cr).await?;
+    ctx.revisions.insert(&owner.namespace, &cr_name, stored);
     Ok(())
 }

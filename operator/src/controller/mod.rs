@@ -8,9 +8,11 @@ pub mod sensor_sim;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use kube::Client;
+use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::Store;
+use robofleet_crds::{SafetyPolicy, SensorSim};
 
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -24,6 +26,19 @@ pub struct Context {
     pub config: Config,
     /// Cache of Nodes (robots and others), kept by a reflector.
     pub nodes: Store<Node>,
+    /// The pods this operator owns, stripped ([`crate::cache::strip_pod`]); one watch shared by
+    /// the three controllers, read instead of LISTing on every reconcile.
+    pub pods: Store<Pod>,
+    /// Namespaces' names and labels (robot-workloads allow-list).
+    pub namespaces: Store<PartialObjectMeta<Namespace>>,
+    /// The SafetyPolicy controller's cache (conflicts, preflight's policy).
+    pub policies: Store<SafetyPolicy>,
+    /// The SensorSim controller's cache (preflight children).
+    pub sims: Store<SensorSim>,
+    /// ControllerRevisions read or written (immutable once written).
+    pub revisions: crate::cache::Revisions,
+    /// What the pod cache must show after each owner's last pod writes.
+    pub expectations: crate::cache::Expectations,
     /// The operator's metrics.
     pub metrics: Arc<Metrics>,
     /// Transport for robot pods' `/metrics`.
@@ -48,6 +63,17 @@ pub struct Context {
     pub busy: Mutex<crate::core::backoff::BusyRequeue>,
 }
 
+impl Context {
+    /// Waits until every shared cache has listed once (immediate afterwards): a reconcile must
+    /// never read an empty cache as "no pods".
+    pub async fn caches_ready(&self) {
+        let _ = self.pods.wait_until_ready().await;
+        let _ = self.namespaces.wait_until_ready().await;
+        let _ = self.policies.wait_until_ready().await;
+        let _ = self.sims.wait_until_ready().await;
+    }
+}
+
 /// What a robot pod's sidecar confirmed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Confirmation {
@@ -61,21 +87,18 @@ pub struct Confirmation {
 /// replaces those at another revision, or Failed (with a per-pod backoff,
 /// [`crate::core::backoff`]), by delete-then-create (hostNetwork ports would
 /// clash if the new pod started before the old one is gone; the create happens on a later
-/// reconcile), and deletes pods no longer desired. Returns whether anything is still converging.
+/// reconcile), and deletes pods no longer desired. Returns whether anything is still converging
+/// and what the pod cache must show for these writes.
 pub async fn converge_pods(
-    api: &kube::Api<k8s_openapi::api::core::v1::Pod>,
-    desired: &[k8s_openapi::api::core::v1::Pod],
-    existing: &[k8s_openapi::api::core::v1::Pod],
-) -> Result<bool, kube::Error> {
-    use futures::{StreamExt, TryStreamExt};
+    api: &kube::Api<Pod>,
+    desired: &[Pod],
+    existing: &[Pod],
+) -> Result<(bool, crate::cache::Expected), kube::Error> {
     use kube::ResourceExt;
     use robofleet_crds::labels;
-    enum Op {
-        Create(Box<k8s_openapi::api::core::v1::Pod>),
-        Delete(String),
-    }
     let mut converging = false;
-    let mut ops = Vec::new();
+    let mut creates = Vec::new();
+    let mut deletes = Vec::new();
     for pod in desired {
         let name = pod.name_any();
         match existing.iter().find(|p| p.name_any() == name) {
@@ -84,14 +107,14 @@ pub async fn converge_pods(
                 let failed = p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed");
                 let stale = p.labels().get(labels::REVISION) != pod.labels().get(labels::REVISION);
                 if stale || (failed && may_replace_failed(p)) {
-                    ops.push(Op::Delete(name));
+                    deletes.push(p);
                     converging = true;
                 } else if failed {
                     converging = true;
                 }
             }
             None => {
-                ops.push(Op::Create(Box::new(pod.clone())));
+                creates.push(pod.clone());
                 converging = true;
             }
         }
@@ -101,23 +124,57 @@ pub async fn converge_pods(
         if pod.metadata.deletion_timestamp.is_none()
             && !desired.iter().any(|d| d.name_any() == name)
         {
-            ops.push(Op::Delete(name));
+            deletes.push(pod);
         }
     }
-    // Many robots at once: bounded concurrency, as the DaemonSet controller batches its creates.
-    futures::stream::iter(ops)
-        .map(|op| async move {
-            match op {
-                Op::Create(pod) => crate::apply::apply(api, &pod.name_any(), &pod)
+    let expected = write_pods(api, creates, deletes).await?;
+    Ok((converging, expected))
+}
+
+/// Sends pod deletes and creates (server-side apply) with bounded concurrency, as the
+/// DaemonSet controller batches its writes. Returns the UIDs the pod cache must show
+/// ([`crate::cache::Expectations`]).
+pub async fn write_pods(
+    api: &kube::Api<Pod>,
+    creates: Vec<Pod>,
+    deletes: Vec<&Pod>,
+) -> Result<crate::cache::Expected, kube::Error> {
+    use futures::{StreamExt, TryStreamExt};
+    use kube::ResourceExt;
+    enum Done {
+        Created(Option<String>),
+        Deleted(Option<String>),
+    }
+    let mut writes: Vec<(String, Option<Pod>, Option<String>)> = Vec::new();
+    for p in deletes {
+        writes.push((p.name_any(), None, p.metadata.uid.clone()));
+    }
+    for p in creates {
+        writes.push((p.name_any(), Some(p), None));
+    }
+    let done: Vec<Done> = futures::stream::iter(writes)
+        .map(|(name, pod, uid)| async move {
+            match pod {
+                Some(pod) => crate::apply::apply(api, &name, &pod)
                     .await
-                    .map(|_| ()),
-                Op::Delete(name) => crate::apply::delete(api, &name).await,
+                    .map(|p| Done::Created(p.metadata.uid)),
+                None => crate::apply::delete(api, &name)
+                    .await
+                    .map(|()| Done::Deleted(uid)),
             }
         })
         .buffer_unordered(POD_WRITE_CONCURRENCY)
-        .try_collect::<Vec<()>>()
+        .try_collect()
         .await?;
-    Ok(converging)
+    let mut expected = crate::cache::Expected::default();
+    for d in done {
+        match d {
+            Done::Created(Some(u)) => expected.created.push(u),
+            Done::Deleted(Some(u)) => expected.deleted.push(u),
+            _ => {}
+        }
+    }
+    Ok(expected)
 }
 
 /// Pod creates and deletes in flight at once, per reconcile.

@@ -10,8 +10,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::ListParams;
-use kube::{Api, ResourceExt};
+use kube::ResourceExt;
 use robofleet_crds::labels;
 
 use super::Context;
@@ -36,10 +35,10 @@ pub struct Monitor {
     pub started: Option<Time>,
 }
 
-/// Every running safety monitor by robot (one LIST of the operator's own monitor pods).
+/// Every running safety monitor by robot (from the shared cache of the operator's own pods).
 pub async fn monitors(ctx: &Context) -> Result<HashMap<String, Vec<Monitor>>, kube::Error> {
-    let lp = ListParams::default().labels(&format!("{}=SafetyPolicy", labels::OWNER_KIND));
-    let pods = Api::<Pod>::all(ctx.client.clone()).list(&lp).await?.items;
+    ctx.caches_ready().await;
+    let pods = crate::cache::pods_of_kind(&ctx.pods, super::safety_policy::KIND);
     let mut out: HashMap<String, Vec<Monitor>> = HashMap::new();
     for p in pods {
         if p.metadata.deletion_timestamp.is_some() {

@@ -6,9 +6,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 use robofleet_crds::SafetyPolicy;
@@ -85,38 +85,29 @@ async fn reconcile_inner(obj: &SafetyPolicy, ctx: &Context) -> Result<Action, Er
     let pods_api: Api<Pod> = Api::namespaced(client.clone(), &ns);
     let now = Time(k8s_openapi::jiff::Timestamp::now());
 
-    // ---- fetch
-    let allowed = Api::<Namespace>::all(client.clone())
-        .get_opt(&ns)
-        .await?
-        .and_then(|n| n.metadata.labels)
-        .and_then(|l| l.get(labels::ROBOT_WORKLOADS).cloned())
-        .is_some_and(|v| v == "true");
+    // ---- fetch (pods, namespaces and the other policies from the shared caches)
+    ctx.caches_ready().await;
+    let allowed = crate::cache::allows_robot_workloads(&ctx.namespaces, &ns);
     let robots_all: Vec<Robot> = ctx
         .nodes
         .state()
         .iter()
         .filter_map(|n| Robot::from_node(n))
         .collect();
-    let owner_selector = format!("{}={KIND},{}={name}", labels::OWNER_KIND, labels::OWNER);
-    let pods = pods_api
-        .list(&ListParams::default().labels(&owner_selector))
-        .await?
-        .items;
+    let pods = crate::cache::pods_of(&ctx.pods, KIND, &ns, &name);
+    if !ctx
+        .expectations
+        .met(&format!("{ns}/{name}"), &pods, std::time::Instant::now())
+    {
+        // The cache has not caught up with this policy's last pod writes yet.
+        return Ok(Action::requeue(Duration::from_millis(300)));
+    }
     // Only policies that can run monitors compete for robots: one in a namespace without the
     // robot-workloads label never places a monitor, so it must not take robots from one that can.
-    let allowed_namespaces: std::collections::BTreeSet<String> =
-        Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
-            .list(&ListParams::default().labels(&format!("{}=true", labels::ROBOT_WORKLOADS)))
-            .await?
-            .items
-            .into_iter()
-            .filter_map(|n| n.metadata.name)
-            .collect();
-    let others: Vec<PolicyClaim> = Api::<SafetyPolicy>::all(client.clone())
-        .list(&ListParams::default())
-        .await?
-        .items
+    let allowed_namespaces = crate::cache::robot_namespaces(&ctx.namespaces);
+    let others: Vec<PolicyClaim> = ctx
+        .policies
+        .state()
         .iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
         .filter(|p| {
@@ -289,7 +280,10 @@ async fn reconcile_inner(obj: &SafetyPolicy, ctx: &Context) -> Result<Action, Er
             .filter(|r| decision.monitored.contains(&r.name))
             .map(|robot| safety::monitor_pod(&owner, &template, &revision, robot))
             .collect();
-        converging = super::converge_pods(&pods_api, &desired, &pods).await?;
+        let (c, expected) = super::converge_pods(&pods_api, &desired, &pods).await?;
+        converging = c;
+        ctx.expectations
+            .expect(&format!("{ns}/{name}"), expected, std::time::Instant::now());
     }
 
     // ---- low-rate scrape: who consumes each monitor's stop lock

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::ControllerRevision;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 use robofleet_crds::conditions::reasons;
@@ -162,19 +162,11 @@ async fn reconcile_inner(obj: &SensorSim, ctx: &Context) -> Result<Action, Error
     let pods_api: Api<Pod> = Api::namespaced(client.clone(), &ns);
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let generation = obj.metadata.generation;
-    let owner_selector = format!("{}={KIND},{}={name}", labels::OWNER_KIND, labels::OWNER);
-    let pods: Vec<Pod> = pods_api
-        .list(&ListParams::default().labels(&owner_selector))
-        .await?
-        .items;
+    ctx.caches_ready().await;
+    let pods: Vec<Pod> = crate::cache::pods_of(&ctx.pods, KIND, &ns, &name);
 
     // ---- decide the run (pure decisions, fetched inputs)
-    let allowed = Api::<Namespace>::all(client.clone())
-        .get_opt(&ns)
-        .await?
-        .and_then(|n| n.metadata.labels)
-        .and_then(|l| l.get(labels::ROBOT_WORKLOADS).cloned())
-        .is_some_and(|v| v == "true");
+    let allowed = crate::cache::allows_robot_workloads(&ctx.namespaces, &ns);
     let images = &ctx.config.bridge_images;
     let image = images.entries.get(&images.default_entry).cloned();
     let settings = image.clone().map(|image| SimSettings {

@@ -37,7 +37,7 @@
 //!
 //! Semantics, with every decision the product contract leaves open: `docs/rollouts.md`.
 
-mod clock;
+pub mod clock;
 mod fleet;
 mod machine;
 mod plan;

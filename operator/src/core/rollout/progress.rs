@@ -79,11 +79,9 @@ impl Machine<'_> {
         let mut done = 0;
         let mut failed = None;
         for template in &self.plan.preflight {
-            let child = self
-                .input
-                .preflight
-                .iter()
-                .find(|c| &c.template == template && c.created >= started);
+            let child = self.input.preflight.iter().find(|c| {
+                &c.template == template && super::clock::created_since(&c.created, &started)
+            });
             match child.map(|c| &c.outcome) {
                 Some(SimOutcome::Succeeded) => done += 1,
                 Some(SimOutcome::Failed(m)) => {
