@@ -128,15 +128,18 @@ pub struct LoadedSession {
     pub failed: Vec<(ExecutionProvider, String)>,
 }
 
-/// glibc's malloc with a fixed mmap threshold of 64 MiB and a trim threshold of 256 MiB, as
-/// `MALLOC_MMAP_THRESHOLD_=67108864 MALLOC_TRIM_THRESHOLD_=268435456` would set them, so the
-/// buffers a request frees (a decoded frame, the input tensor, the operator kernels' temporaries)
-/// stay mapped for the next one. By default an allocation above 128 KiB is mapped on its own and
-/// unmapped when freed, the threshold moving only as such chunks are freed, and the heap is
-/// trimmed above twice the threshold: depending on the mix of sizes, every request mapped and
-/// page-faulted its buffers anew (about 1,350 minor faults per 1280x720 PNG request). Call once at
-/// start-up, before threads; a no-op off glibc. Costs up to 256 MiB of freed memory kept per
-/// malloc arena at worst (one per thread that allocates, up to 8 per core).
+/// glibc's malloc with a fixed mmap threshold of 64 MiB, a trim threshold of 256 MiB and one
+/// arena, as `MALLOC_MMAP_THRESHOLD_=67108864 MALLOC_TRIM_THRESHOLD_=268435456
+/// MALLOC_ARENA_MAX=1` would set them, so the buffers a request frees (a decoded frame, the input
+/// tensor, the operator kernels' temporaries) stay mapped for the next one. By default an
+/// allocation above 128 KiB is mapped on its own and unmapped when freed (the threshold moves
+/// only as such chunks are freed), the heap is trimmed above twice the threshold, and a thread's
+/// own arena unmaps a heap as soon as it is empty whatever the trim threshold: depending on the
+/// mix of sizes every request mapped and page-faulted its buffers anew (about 1,350 minor faults
+/// per 1280x720 PNG request; 2,200 to 3,700 per YOLOX request with two intra-op threads). Costs:
+/// up to 256 MiB of freed memory kept, and one malloc lock for all threads (few allocations per
+/// request: ONNX Runtime serves tensors from its own arena). Call once at start-up, before
+/// threads; a no-op off glibc.
 pub fn keep_native_allocations() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     #[allow(unsafe_code)]
@@ -144,6 +147,7 @@ pub fn keep_native_allocations() {
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 64 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
+        libc::mallopt(libc::M_ARENA_MAX, 1);
     }
 }
 
