@@ -194,6 +194,7 @@ pub async fn run(
         Api::<InferenceService>::all(client.clone()),
         watcher::Config::default().any_semantic(),
     )
+    .with_config(controller_config())
     .reconcile_on(isvc_pods)
     // Its preflight SensorSims (few, label-selected): a finished preflight moves the rollout on.
     .owns(
@@ -210,6 +211,7 @@ pub async fn run(
         Api::<SafetyPolicy>::all(client.clone()),
         watcher::Config::default().any_semantic(),
     )
+    .with_config(controller_config())
     .reconcile_on(safety_pods)
     .reconcile_all_on(safety_all)
     .graceful_shutdown_on(stopped(shutdown_rx.clone()));
@@ -217,6 +219,7 @@ pub async fn run(
         Api::<SensorSim>::all(client.clone()),
         watcher::Config::default().any_semantic(),
     )
+    .with_config(controller_config())
     .reconcile_on(sim_pods)
     .reconcile_all_on(sim_all)
     .graceful_shutdown_on(stopped(shutdown_rx.clone()));
@@ -261,6 +264,15 @@ pub async fn run(
     let _ = server.await;
     Ok(())
 }
+
+/// Every controller: a short trailing debounce, so a burst of pod events (a thousand monitor
+/// pods starting) costs one reconcile of their owner, not one per event.
+fn controller_config() -> kube::runtime::controller::Config {
+    kube::runtime::controller::Config::default().debounce(RECONCILE_DEBOUNCE)
+}
+
+/// How long a controller waits for more changes of an object before reconciling it.
+pub const RECONCILE_DEBOUNCE: std::time::Duration = std::time::Duration::from_millis(200);
 
 async fn log_event<T, E: std::fmt::Display>(res: Result<T, E>) {
     if let Err(e) = res {

@@ -154,6 +154,9 @@ pub async fn write_pods(
     }
     let done: Vec<Done> = futures::stream::iter(writes)
         .map(|(name, pod, uid)| async move {
+            // One budget for the whole process: a thousand-robot policy may use all of it once
+            // the services are done, but never more.
+            let _permit = POD_WRITES.acquire().await;
             match pod {
                 Some(pod) => crate::apply::apply(api, &name, &pod)
                     .await
@@ -177,8 +180,11 @@ pub async fn write_pods(
     Ok(expected)
 }
 
-/// Pod creates and deletes in flight at once, per reconcile.
-pub const POD_WRITE_CONCURRENCY: usize = 16;
+/// Pod creates and deletes in flight at once, in the whole operator (all owners together).
+pub const POD_WRITE_CONCURRENCY: usize = 48;
+
+static POD_WRITES: tokio::sync::Semaphore =
+    tokio::sync::Semaphore::const_new(POD_WRITE_CONCURRENCY);
 
 /// Per-pod backoff for replacing Failed pods (process-wide: pod names are unique per namespace).
 pub(crate) fn may_replace_failed(pod: &k8s_openapi::api::core::v1::Pod) -> bool {
