@@ -55,6 +55,11 @@ pub struct Args {
     /// it never meets a robot's graph whatever the ID).
     #[arg(long, env = "ROBOFLEET_SANDBOX_ROS_DOMAIN_ID", default_value_t = 0)]
     pub sandbox_ros_domain_id: u16,
+    /// How robot pods' /metrics are reached: `direct` (the robot's address, flat networks) or
+    /// `api-server-proxy` (the API server's pods/proxy, for robots behind NAT that the API server
+    /// reaches through its node tunnel; needs `get` on `pods/proxy`).
+    #[arg(long, env = "ROBOFLEET_SCRAPE_TRANSPORT", value_enum, default_value_t = crate::scrape::Transport::Direct)]
+    pub scrape_transport: crate::scrape::Transport,
 }
 
 /// Why the configuration is invalid.
@@ -85,6 +90,8 @@ pub struct Config {
     pub safety_metrics_port: u16,
     /// ROS domain ID of sandboxed SensorSim pods.
     pub sandbox_ros_domain_id: u16,
+    /// How robot pods' /metrics are reached.
+    pub scrape_transport: crate::scrape::Transport,
 }
 
 fn parse_entries(items: &[String]) -> Result<ImageAllowList, ConfigError> {
@@ -122,6 +129,7 @@ impl Args {
             safety_priority_class: self.safety_priority_class,
             safety_metrics_port: self.safety_metrics_port,
             sandbox_ros_domain_id: self.sandbox_ros_domain_id,
+            scrape_transport: self.scrape_transport,
         })
     }
 }

@@ -223,6 +223,13 @@ pub async fn run(
     .reconcile_on(sim_pods)
     .reconcile_all_on(sim_all)
     .graceful_shutdown_on(stopped(shutdown_rx.clone()));
+    let scraper: Arc<dyn scrape::Scrape> = match config.scrape_transport {
+        scrape::Transport::Direct => Arc::new(scrape::HttpScrape::new(SCRAPE_TIMEOUT)),
+        scrape::Transport::ApiServerProxy => Arc::new(scrape::ApiServerProxyScrape::new(
+            client.clone(),
+            SCRAPE_TIMEOUT,
+        )),
+    };
     let ctx = Arc::new(Context {
         client: client.clone(),
         config,
@@ -234,7 +241,7 @@ pub async fn run(
         revisions: Default::default(),
         expectations: Default::default(),
         metrics: metrics.clone(),
-        scraper: Arc::new(scrape::HttpScrape::new(std::time::Duration::from_secs(2))),
+        scraper,
         confirmations: Default::default(),
         stop_consumers: Default::default(),
         windows: Default::default(),
@@ -270,6 +277,9 @@ pub async fn run(
 fn controller_config() -> kube::runtime::controller::Config {
     kube::runtime::controller::Config::default().debounce(RECONCILE_DEBOUNCE)
 }
+
+/// Per-request timeout of a metrics scrape.
+pub const SCRAPE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// How long a controller waits for more changes of an object before reconciling it.
 pub const RECONCILE_DEBOUNCE: std::time::Duration = std::time::Duration::from_millis(200);

@@ -1,6 +1,7 @@
 //! Fetch and parse robot pods' `/metrics` for bounded confirmation: after a robot is updated the
 //! operator scrapes it until it knows which model it loaded and whether that is the fallback.
-//! The transport sits behind [`Scrape`] so tests can feed text; parsing is pure.
+//! The transport sits behind [`Scrape`] (direct HTTP, or the API server's `pods/proxy`) so tests
+//! can feed text; parsing is pure.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -99,6 +100,78 @@ impl Scrape for HttpScrape {
             tokio::time::timeout(self.timeout, request)
                 .await
                 .map_err(|_| ScrapeError::Timeout)?
+        })
+    }
+}
+
+/// How robot pods' `/metrics` are reached.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Transport {
+    /// `http://<robot address>:<port>/metrics` (robot pods use the host network).
+    #[default]
+    Direct,
+    /// The API server's `pods/proxy` subresource: reaches robots behind NAT through the API
+    /// server's tunnel to the node, with the operator's own credentials.
+    ApiServerProxy,
+}
+
+/// Where a robot pod's metrics page is, for `transport`: an absolute URL (direct) or an API
+/// server path (proxy). Either is the key of the page in the scrape caches.
+pub fn pod_metrics_url(
+    transport: Transport,
+    namespace: &str,
+    pod: &str,
+    host: &str,
+    port: u16,
+) -> String {
+    match transport {
+        Transport::Direct => format!("http://{host}:{port}/metrics"),
+        Transport::ApiServerProxy => {
+            format!("/api/v1/namespaces/{namespace}/pods/{pod}:{port}/proxy/metrics")
+        }
+    }
+}
+
+/// Scrapes API server paths (`/api/...`, from [`pod_metrics_url`] with
+/// [`Transport::ApiServerProxy`]) through the API server with the operator's client, and
+/// absolute URLs (Prometheus queries) directly.
+pub struct ApiServerProxyScrape {
+    client: kube::Client,
+    direct: HttpScrape,
+    timeout: Duration,
+}
+
+impl ApiServerProxyScrape {
+    /// A proxy scraper with a per-request timeout.
+    pub fn new(client: kube::Client, timeout: Duration) -> Self {
+        Self {
+            client,
+            direct: HttpScrape::new(timeout),
+            timeout,
+        }
+    }
+}
+
+impl Scrape for ApiServerProxyScrape {
+    fn fetch<'a>(&'a self, url: &'a str) -> FetchFuture<'a> {
+        if !url.starts_with("/api/") {
+            return self.direct.fetch(url);
+        }
+        Box::pin(async move {
+            let request = http::Request::get(url)
+                .body(Vec::new())
+                .map_err(|_| ScrapeError::Url(url.to_owned()))?;
+            let answer = tokio::time::timeout(self.timeout, self.client.request_text(request))
+                .await
+                .map_err(|_| ScrapeError::Timeout)?;
+            match answer {
+                Ok(text) if text.len() > MAX_BODY_BYTES => Err(ScrapeError::Body(format!(
+                    "larger than {MAX_BODY_BYTES} bytes"
+                ))),
+                Ok(text) => Ok(text),
+                Err(kube::Error::Api(e)) => Err(ScrapeError::Status(e.code)),
+                Err(e) => Err(ScrapeError::Transport(e.to_string())),
+            }
         })
     }
 }
@@ -353,6 +426,127 @@ robofleet_escaped{path="a\"b\\c"} 2.5e0
             proptest::prop_assert_eq!(&samples[0].labels, &labels);
             proptest::prop_assert_eq!(samples[0].value, value);
         }
+    }
+
+    /// The committed corpus pages, for mutation.
+    fn corpus() -> Vec<String> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/metrics");
+        let mut pages: Vec<String> = std::fs::read_dir(&dir)
+            .map(|d| {
+                d.filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("txt"))
+                    .filter_map(|p| std::fs::read_to_string(p).ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        pages.push(PAGE.to_owned());
+        pages
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
+
+        /// Mutations of real pages (bytes overwritten, inserted, removed; the page cut short, as a
+        /// dropped connection would) never panic, and every line is a sample or counted.
+        #[test]
+        fn mutated_corpus_pages_never_panic(
+            page in 0usize..8,
+            edits in proptest::collection::vec((any::<u16>(), any::<u8>(), 0u8..3), 1..24),
+            cut in any::<u16>(),
+        ) {
+            let pages = corpus();
+            let mut bytes = pages[page % pages.len()].clone().into_bytes();
+            for (at, byte, op) in edits {
+                let i = usize::from(at) % (bytes.len() + 1);
+                match op {
+                    0 if i < bytes.len() => bytes[i] = byte,
+                    1 => bytes.insert(i, byte),
+                    _ if i < bytes.len() => {
+                        bytes.remove(i);
+                    }
+                    _ => {}
+                }
+            }
+            bytes.truncate(usize::from(cut) % (bytes.len() + 1));
+            let text = String::from_utf8_lossy(&bytes);
+            let (samples, malformed) = parse(&text);
+            let lines = text.lines().filter(|l| !l.trim().is_empty() && !l.trim().starts_with('#')).count();
+            proptest::prop_assert_eq!(samples.len() + malformed, lines);
+        }
+    }
+
+    /// A stand-in for the API server's pods/proxy (the real one refuses loopback pod addresses,
+    /// and every pod address of the test ground is loopback: docs/known-limits.md).
+    async fn fake_api_server() -> (String, tokio::task::JoinHandle<()>) {
+        use axum::routing::get;
+        let app = axum::Router::new()
+            .route(
+                "/api/v1/namespaces/fleet/pods/{pod}/proxy/metrics",
+                get(|axum::extract::Path(pod): axum::extract::Path<String>| async move {
+                    match pod.as_str() {
+                        "good:8002" => (axum::http::StatusCode::OK, PAGE.to_owned()),
+                        "big:8002" => (axum::http::StatusCode::OK, "x 1\n".repeat(MAX_BODY_BYTES / 4 + 1)),
+                        "slow:8002" => {
+                            tokio::time::sleep(Duration::from_secs(5)).await;
+                            (axum::http::StatusCode::OK, String::new())
+                        }
+                        _ => (
+                            axum::http::StatusCode::BAD_REQUEST,
+                            r#"{"kind":"Status","apiVersion":"v1","status":"Failure","message":"address not allowed","reason":"BadRequest","code":400}"#.to_owned(),
+                        ),
+                    }
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        (format!("http://{addr}"), server)
+    }
+
+    #[tokio::test]
+    async fn the_api_server_proxy_transport_fetches_pages_and_counts_refusals() {
+        let (url, server) = fake_api_server().await;
+        let config = kube::Config::new(url.parse().unwrap());
+        let client = kube::Client::try_from(config).unwrap();
+        let scrape = ApiServerProxyScrape::new(client, Duration::from_millis(500));
+        let at =
+            |pod: &str| pod_metrics_url(Transport::ApiServerProxy, "fleet", pod, "127.1.0.5", 8002);
+        let page = scrape.fetch(&at("good")).await.unwrap();
+        assert!(loaded_model(&parse(&page).0).is_some());
+        let refused = scrape.fetch(&at("loopback")).await.unwrap_err();
+        assert!(matches!(refused, ScrapeError::Status(400)), "{refused:?}");
+        assert_eq!(refused.kind(), "http_error");
+        let big = scrape.fetch(&at("big")).await.unwrap_err();
+        assert_eq!(big.kind(), "bad_body");
+        let slow = scrape.fetch(&at("slow")).await.unwrap_err();
+        assert_eq!(slow.kind(), "timeout");
+        // Absolute URLs (Prometheus queries) still go direct: nothing listens on port 9 here.
+        let direct = scrape
+            .fetch("http://127.0.0.1:9/api/v1/query")
+            .await
+            .unwrap_err();
+        assert_eq!(direct.kind(), "unreachable");
+        server.abort();
+    }
+
+    #[test]
+    fn metrics_urls_follow_the_transport() {
+        assert_eq!(
+            pod_metrics_url(Transport::Direct, "fleet", "isvc-det-1", "127.1.0.5", 8002),
+            "http://127.1.0.5:8002/metrics"
+        );
+        assert_eq!(
+            pod_metrics_url(
+                Transport::ApiServerProxy,
+                "fleet",
+                "isvc-det-1",
+                "127.1.0.5",
+                8002
+            ),
+            "/api/v1/namespaces/fleet/pods/isvc-det-1:8002/proxy/metrics"
+        );
     }
 
     #[test]

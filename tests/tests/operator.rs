@@ -353,6 +353,35 @@ async fn inference_service_placement() -> anyhow::Result<()> {
         })
         .await?;
 
+        // The scrape path of `--scrape-transport api-server-proxy` (operator/src/scrape.rs) is
+        // the API server's pods/proxy: the real API server routes it to the pod and refuses it
+        // here only because every pod address of this test ground is loopback (400 "address not
+        // allowed"; a wrong path would be a 404).
+        let robot_pod = pods
+            .list(&ListParams::default().labels(&format!("{}=realmodel", labels::OWNER)))
+            .await?
+            .items
+            .into_iter()
+            .next()
+            .ok_or_else(|| anyhow::anyhow!("no realmodel pod"))?;
+        let path = format!(
+            "/api/v1/namespaces/{}/pods/{}:8002/proxy/metrics",
+            ns.name,
+            robot_pod.name_any()
+        );
+        let answer = client
+            .request_text(http::Request::get(&path).body(Vec::new())?)
+            .await;
+        match answer {
+            Err(kube::Error::Api(e)) => anyhow::ensure!(
+                e.code == 400 && e.message.contains("address not allowed"),
+                "pods/proxy answered {} {}",
+                e.code,
+                e.message
+            ),
+            other => anyhow::bail!("pods/proxy to a loopback pod was not refused: {other:?}"),
+        }
+
         // Refusals are Stalled with their reason.
         isvcs
             .create(

@@ -929,7 +929,13 @@ async fn confirm(
             break;
         }
         budget -= 1;
-        let url = format!("http://{host}:{port}/metrics");
+        let url = scrape::pod_metrics_url(
+            ctx.config.scrape_transport,
+            pod.metadata.namespace.as_deref().unwrap_or_default(),
+            pod.metadata.name.as_deref().unwrap_or_default(),
+            &host,
+            port,
+        );
         match ctx.scraper.fetch(&url).await {
             Ok(text) => {
                 let (samples, malformed) = scrape::parse(&text);

@@ -29,7 +29,7 @@ const MAX_GATE_SCRAPES: usize = 32;
 pub struct Monitor {
     /// Pod UID.
     pub uid: String,
-    /// `http://<host>:<port>/metrics`.
+    /// Its metrics page ([`crate::scrape::pod_metrics_url`]).
     pub url: String,
     /// When its container started (for robot-hours).
     pub started: Option<Time>,
@@ -60,7 +60,13 @@ pub async fn monitors(ctx: &Context) -> Result<HashMap<String, Vec<Monitor>>, ku
             .and_then(|r| r.started_at.clone());
         out.entry(node).or_default().push(Monitor {
             uid,
-            url: format!("http://{host}:{}/metrics", ctx.config.safety_metrics_port),
+            url: crate::scrape::pod_metrics_url(
+                ctx.config.scrape_transport,
+                p.metadata.namespace.as_deref().unwrap_or_default(),
+                p.metadata.name.as_deref().unwrap_or_default(),
+                &host,
+                ctx.config.safety_metrics_port,
+            ),
             started,
         });
     }
@@ -191,7 +197,13 @@ pub async fn feed_window(
         // Counting starts at the first scrape of a Ready pod: what a sidecar refused while its
         // model was loading is start-up, not the revision's error rate.
         if p.metadata.deletion_timestamp.is_none() && is_ready(p) && robots.contains(&node) {
-            let url = format!("http://{host}:{metrics_port}/metrics");
+            let url = crate::scrape::pod_metrics_url(
+                ctx.config.scrape_transport,
+                p.metadata.namespace.as_deref().unwrap_or_default(),
+                p.metadata.name.as_deref().unwrap_or_default(),
+                &host,
+                metrics_port,
+            );
             sidecars.insert(url, (node, uid, created));
         }
     }

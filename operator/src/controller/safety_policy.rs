@@ -452,7 +452,13 @@ async fn scrape_consumers(
         ) else {
             continue;
         };
-        let url = format!("http://{host}:{}/metrics", ctx.config.safety_metrics_port);
+        let url = scrape::pod_metrics_url(
+            ctx.config.scrape_transport,
+            pod.metadata.namespace.as_deref().unwrap_or_default(),
+            pod.metadata.name.as_deref().unwrap_or_default(),
+            &host,
+            ctx.config.safety_metrics_port,
+        );
         match ctx.scraper.fetch(&url).await {
             Ok(text) => {
                 let (samples, malformed) = scrape::parse(&text);
