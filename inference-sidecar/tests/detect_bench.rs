@@ -144,8 +144,28 @@ fn tree_minflt(pid: u32) -> f64 {
 /// The in-process pipeline, exactly as `/v1/detect` runs it minus HTTP: decode, letterbox and
 /// normalise, the backend's infer (the server's inference threads call the same), post-process.
 fn pipeline(backend: &mut OrtBackend, det: &Detection, image: &[u8]) -> usize {
+    timed_pipeline(backend, det, image, None)
+}
+
+/// [`pipeline`], pushing each stage's milliseconds (decode, prepare, infer, post-process) to
+/// `times` when given.
+fn timed_pipeline(
+    backend: &mut OrtBackend,
+    det: &Detection,
+    image: &[u8],
+    mut times: Option<&mut [Vec<f64>; 4]>,
+) -> usize {
+    let mut clock = Instant::now();
+    let mut lap = |stage: usize| {
+        if let Some(t) = times.as_deref_mut() {
+            t[stage].push(clock.elapsed().as_secs_f64() * 1000.0);
+        }
+        clock = Instant::now();
+    };
     let img = preprocess::decode_encoded(image).unwrap();
+    lap(0);
     let prepared = preprocess::prepare(&img, &det.preprocess);
+    lap(1);
     let pre = &det.preprocess;
     let input = Tensor::new(
         det.input.clone(),
@@ -154,6 +174,7 @@ fn pipeline(backend: &mut OrtBackend, det: &Detection, image: &[u8]) -> usize {
     )
     .unwrap();
     let out = backend.infer(vec![input]).unwrap();
+    lap(2);
     let Some(Tensor {
         shape,
         data: TensorData::Fp32(data),
@@ -162,46 +183,21 @@ fn pipeline(backend: &mut OrtBackend, det: &Detection, image: &[u8]) -> usize {
     else {
         panic!("the detector's first output is not FP32")
     };
-    det.postprocess
+    let n = det
+        .postprocess
         .run(&data, &shape, &prepared.transform)
         .unwrap()
-        .len()
+        .len();
+    lap(3);
+    n
 }
 
 /// Median milliseconds of each stage of [`pipeline`] over `n` runs: decode, letterbox and
 /// normalise, infer (one thread), post-process.
 fn stages(backend: &mut OrtBackend, det: &Detection, image: &[u8], n: usize) -> Value {
     let mut t: [Vec<f64>; 4] = Default::default();
-    let ms = |s: Instant| s.elapsed().as_secs_f64() * 1000.0;
     for _ in 0..n {
-        let s = Instant::now();
-        let img = preprocess::decode_encoded(image).unwrap();
-        t[0].push(ms(s));
-        let s = Instant::now();
-        let prepared = preprocess::prepare(&img, &det.preprocess);
-        t[1].push(ms(s));
-        let pre = &det.preprocess;
-        let input = Tensor::new(
-            det.input.clone(),
-            vec![1, 3, i64::from(pre.height), i64::from(pre.width)],
-            TensorData::Fp32(prepared.data),
-        )
-        .unwrap();
-        let s = Instant::now();
-        let out = backend.infer(vec![input]).unwrap();
-        t[2].push(ms(s));
-        let s = Instant::now();
-        if let Some(Tensor {
-            shape,
-            data: TensorData::Fp32(data),
-            ..
-        }) = out.into_iter().next()
-        {
-            det.postprocess
-                .run(&data, &shape, &prepared.transform)
-                .unwrap();
-        }
-        t[3].push(ms(s));
+        timed_pipeline(backend, det, image, Some(&mut t));
     }
     let [decode, prepare, infer, post] = t.map(|mut v| {
         v.sort_by(f64::total_cmp);

@@ -224,13 +224,6 @@ impl Expectations {
         }
         false
     }
-
-    /// Forgets an owner (deleted).
-    pub fn forget(&self, owner: &str) {
-        if let Ok(mut o) = self.owners.lock() {
-            o.remove(owner);
-        }
-    }
 }
 
 fn key(namespace: &str, name: &str) -> String {
