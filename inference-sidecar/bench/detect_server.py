@@ -89,9 +89,13 @@ if os.environ.get("DETECT_READY_DIR"):
     open(os.path.join(os.environ["DETECT_READY_DIR"], str(os.getpid())), "w").close()
 
 
-def preprocess(body: bytes):
-    img = Image.open(io.BytesIO(body))
-    img = img.convert("RGB")
+def preprocess(body: bytes, raw_size=None):
+    if raw_size is None:
+        img = Image.open(io.BytesIO(body))
+        img = img.convert("RGB")
+    else:
+        # a raw rgb8 frame (the sidecar's application/x-robofleet-raw with width/height headers)
+        img = Image.frombuffer("RGB", raw_size, body, "raw", "RGB", 0, 1)
     iw, ih = img.size
     r = min(W / iw, H / ih)
     side = int if FLOOR else round
@@ -155,8 +159,8 @@ def postprocess(out: np.ndarray, geometry):
     return dets
 
 
-def detect_sync(body: bytes):
-    x, geometry = preprocess(body)
+def detect_sync(body: bytes, raw_size=None):
+    x, geometry = preprocess(body, raw_size)
     with run_lock:
         out = session.run(None, {INPUT: x})[0]
     return {"width": geometry[3], "height": geometry[4], "detections": postprocess(out, geometry)}
@@ -170,8 +174,13 @@ def health():
 @app.post("/v1/detect")
 async def detect(request: Request):
     body = await request.body()
+    raw_size = None
+    if request.headers.get("content-type", "").startswith("application/x-robofleet-raw"):
+        if request.headers.get("x-robofleet-encoding") != "rgb8":
+            return Response("only rgb8 raw frames", status_code=415)
+        raw_size = (int(request.headers["x-robofleet-width"]), int(request.headers["x-robofleet-height"]))
     try:
-        result = await run_in_threadpool(detect_sync, body)
-    except (UnidentifiedImageError, OSError) as e:
+        result = await run_in_threadpool(detect_sync, body, raw_size)
+    except (UnidentifiedImageError, OSError, ValueError) as e:
         return Response(str(e), status_code=400)
     return JSONResponse(result)

@@ -51,7 +51,7 @@ def pct(v):
 
 
 def detect_section(rows):
-    order = {"yolox": 0, "tiny-160": 1, "tiny-hd": 2}
+    order = {"yolox": 0, "yolox-raw": 1, "tiny-160": 2, "tiny-hd": 3}
     rows = sorted(rows, key=lambda r: (order.get(r["name"], 9), r["name"]))
     print("## `POST /v1/detect`")
     print()
@@ -70,7 +70,8 @@ def detect_section(rows):
     for r in rows:
         lat = r["latency"]
         print(
-            f"| {r['name']} | {r['model']} | {r['image']} {r['image_size'][0]}×{r['image_size'][1]} "
+            f"| {r['name']} | {r['model']} | {r['image']} {r['image_size'][0]}×{r['image_size'][1]}"
+            f"{' as raw rgb8' if r.get('image_encoding', '').startswith('raw') else ''} "
             f"| {ms(lat['in_process_pipeline'])} | {ms(lat['sidecar_detect'])} "
             f"| {lat['added_p50_percent']:+.1f}% | {lat['added_p99_percent']:+.1f}% | {ms(lat['python_detect'])} "
             f"| {r['detections']['in_process']} |"

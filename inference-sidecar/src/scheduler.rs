@@ -3,9 +3,16 @@
 //! answered `timeout`; with batching on, a thread takes up to `max_batch` compatible requests
 //! (same input shapes past the first dimension), waiting at most `max_queue_delay` for more.
 //! Closing the queue lets the threads finish what is queued, then stop.
+//!
+//! Short models run inline: when nothing is queued, batching is off, a session is idle and the
+//! model's recent runs took at most [`INLINE_MAX_COMPUTE`], the request's own task takes the idle
+//! session and runs it (see [`Scheduler::try_inline`]). That saves the two thread hand-offs per
+//! request (to the inference thread and back), which cost more than the model itself for
+//! sub-millisecond detectors; a longer run never holds an async worker.
 
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -88,9 +95,20 @@ pub struct SchedulerConfig {
     pub max_queue_delay: Duration,
 }
 
+/// Runs that took at most this long on average (recent runs, exponentially weighted) may run on
+/// the request's task: an async worker is then held no longer than this.
+pub const INLINE_MAX_COMPUTE: Duration = Duration::from_millis(2);
+
+/// Runs through the inference threads before the inline path is considered (the first runs of a
+/// session are slower and would mislead the average the other way anyway).
+const INLINE_AFTER_RUNS: u64 = 8;
+
 struct State {
     jobs: VecDeque<Job>,
     closed: bool,
+    /// sessions not running: an inference thread takes one with each batch, an inline run takes
+    /// one for a request
+    idle: Vec<Box<dyn Backend>>,
 }
 
 struct Queue {
@@ -98,6 +116,10 @@ struct Queue {
     ready: Condvar,
     config: SchedulerConfig,
     metrics: Arc<Metrics>,
+    /// recent compute time per run, exponentially weighted (1/8), in nanoseconds
+    recent_compute_ns: AtomicU64,
+    /// runs so far
+    runs: AtomicU64,
 }
 
 impl Queue {
@@ -111,14 +133,50 @@ impl Queue {
             .set(i64::try_from(st.jobs.len()).unwrap_or(i64::MAX));
     }
 
-    /// Blocks until jobs are available; `None` once closed and empty.
-    fn next_batch(&self) -> Option<Vec<Job>> {
+    /// Records one run's compute time.
+    fn ran(&self, took: Duration) {
+        let ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        let runs = self.runs.fetch_add(1, Ordering::Relaxed);
+        let old = self.recent_compute_ns.load(Ordering::Relaxed);
+        let new = if runs == 0 {
+            ns
+        } else {
+            old - old / 8 + ns / 8
+        };
+        self.recent_compute_ns.store(new, Ordering::Relaxed);
+    }
+
+    /// Whether the model's recent runs were short enough to run on a request's task.
+    fn short_runs(&self) -> bool {
+        self.config.max_batch <= 1
+            && self.runs.load(Ordering::Relaxed) >= INLINE_AFTER_RUNS
+            && self.recent_compute_ns.load(Ordering::Relaxed)
+                <= u64::try_from(INLINE_MAX_COMPUTE.as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Gives a session back; wakes the inference threads only when a job waits for it.
+    fn give_back(&self, backend: Box<dyn Backend>) {
         let mut st = self.lock();
-        let first = loop {
-            if let Some(job) = st.jobs.pop_front() {
-                break job;
-            }
-            if st.closed {
+        st.idle.push(backend);
+        let waiting = !st.jobs.is_empty();
+        drop(st);
+        if waiting {
+            self.ready.notify_all();
+        }
+    }
+
+    /// Blocks until a job and an idle session are available; `None` once closed and empty.
+    fn next_batch(&self) -> Option<(Vec<Job>, Box<dyn Backend>)> {
+        let mut st = self.lock();
+        let (first, backend) = loop {
+            if !st.jobs.is_empty() {
+                if let Some(backend) = st.idle.pop() {
+                    if let Some(job) = st.jobs.pop_front() {
+                        break (job, backend);
+                    }
+                    st.idle.push(backend);
+                }
+            } else if st.closed {
                 return None;
             }
             st = self.ready.wait(st).unwrap_or_else(PoisonError::into_inner);
@@ -153,7 +211,7 @@ impl Queue {
             }
         }
         self.depth_changed(&st);
-        Some(batch)
+        Some((batch, backend))
     }
 }
 
@@ -181,22 +239,26 @@ impl Scheduler {
         config: SchedulerConfig,
         metrics: Arc<Metrics>,
     ) -> std::io::Result<Self> {
+        let count = backends.len();
         let queue = Arc::new(Queue {
             state: Mutex::new(State {
                 jobs: VecDeque::with_capacity(config.max_queue.min(1024)),
                 closed: false,
+                idle: backends,
             }),
             ready: Condvar::new(),
             config,
             metrics,
+            recent_compute_ns: AtomicU64::new(0),
+            runs: AtomicU64::new(0),
         });
-        let mut threads = Vec::with_capacity(backends.len());
-        for (i, backend) in backends.into_iter().enumerate() {
+        let mut threads = Vec::with_capacity(count);
+        for i in 0..count {
             let q = queue.clone();
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("inference-{i}"))
-                    .spawn(move || worker(&q, backend))?,
+                    .spawn(move || worker(&q))?,
             );
         }
         Ok(Self {
@@ -221,6 +283,25 @@ impl Scheduler {
         Ok(())
     }
 
+    /// An idle session for the calling task to run one request on, when the model's runs are
+    /// short (see the module's documentation), batching is off, nothing is queued (an inline run
+    /// never overtakes a queued request) and the queue is open; otherwise `None`, and the
+    /// request goes through [`Scheduler::submit`].
+    pub fn try_inline(&self) -> Option<Inline<'_>> {
+        if !self.queue.short_runs() {
+            return None;
+        }
+        let mut st = self.queue.lock();
+        if st.closed || !st.jobs.is_empty() {
+            return None;
+        }
+        let backend = st.idle.pop()?;
+        Some(Inline {
+            queue: &self.queue,
+            backend: Some(backend),
+        })
+    }
+
     /// Refuses new jobs; the threads finish the queued ones and stop.
     pub fn close(&self) {
         self.queue.lock().closed = true;
@@ -237,12 +318,52 @@ impl Scheduler {
                 tracing::error!("an inference thread panicked");
             }
         }
+        // the sessions go with the threads (one still running inline comes back afterwards and
+        // goes with the scheduler)
+        let sessions = std::mem::take(&mut self.queue.lock().idle);
+        drop(sessions);
     }
 }
 
-fn worker(queue: &Queue, mut backend: Box<dyn Backend>) {
+/// An idle session taken by a request's task ([`Scheduler::try_inline`]); given back when run
+/// or dropped.
+pub struct Inline<'a> {
+    queue: &'a Queue,
+    backend: Option<Box<dyn Backend>>,
+}
+
+impl Inline<'_> {
+    /// Runs one request on the calling thread, with the same metrics as a queued run (its queue
+    /// time is the time since it was accepted: reading and decoding the body).
+    pub fn run(mut self, inputs: Vec<Tensor>, accepted: Instant) -> JobResult {
+        let Some(backend) = self.backend.as_deref_mut() else {
+            return Err(JobError::Panic);
+        };
+        let metrics = &self.queue.metrics;
+        let started = Instant::now();
+        metrics
+            .queue_duration
+            .observe(started.duration_since(accepted).as_secs_f64());
+        metrics.batch_size.observe(1.0);
+        let result = guarded(backend, inputs);
+        let took = started.elapsed();
+        metrics.compute_duration.observe(took.as_secs_f64());
+        self.queue.ran(took);
+        result
+    }
+}
+
+impl Drop for Inline<'_> {
+    fn drop(&mut self) {
+        if let Some(backend) = self.backend.take() {
+            self.queue.give_back(backend);
+        }
+    }
+}
+
+fn worker(queue: &Queue) {
     let metrics = queue.metrics.clone();
-    while let Some(batch) = queue.next_batch() {
+    while let Some((batch, mut backend)) = queue.next_batch() {
         let now = Instant::now();
         let (live, expired): (Vec<Job>, Vec<Job>) =
             batch.into_iter().partition(|j| j.deadline > now);
@@ -252,27 +373,27 @@ fn worker(queue: &Queue, mut backend: Box<dyn Backend>) {
                 .observe(now.duration_since(job.accepted).as_secs_f64());
             let _ = job.reply.send(Err(JobError::Timeout));
         }
-        if live.is_empty() {
-            continue;
+        if !live.is_empty() {
+            for job in &live {
+                metrics
+                    .queue_duration
+                    .observe(now.duration_since(job.accepted).as_secs_f64());
+            }
+            metrics.batch_size.observe(live.len() as f64);
+            run(queue, &mut *backend, live, &metrics);
         }
-        for job in &live {
-            metrics
-                .queue_duration
-                .observe(now.duration_since(job.accepted).as_secs_f64());
-        }
-        metrics.batch_size.observe(live.len() as f64);
-        run(&mut *backend, live, &metrics);
+        queue.lock().idle.push(backend);
     }
 }
 
-fn run(backend: &mut dyn Backend, mut jobs: Vec<Job>, metrics: &Metrics) {
+fn run(queue: &Queue, backend: &mut dyn Backend, mut jobs: Vec<Job>, metrics: &Metrics) {
     let started = Instant::now();
     if jobs.len() == 1 {
         let job = jobs.remove(0);
         let result = guarded(backend, job.inputs);
-        metrics
-            .compute_duration
-            .observe(started.elapsed().as_secs_f64());
+        let took = started.elapsed();
+        metrics.compute_duration.observe(took.as_secs_f64());
+        queue.ran(took);
         let _ = job.reply.send(result);
         return;
     }
@@ -298,9 +419,9 @@ fn run(backend: &mut dyn Backend, mut jobs: Vec<Job>, metrics: &Metrics) {
         replies.push(job.reply);
     }
     let result = guarded(backend, merged);
-    metrics
-        .compute_duration
-        .observe(started.elapsed().as_secs_f64());
+    let took = started.elapsed();
+    metrics.compute_duration.observe(took.as_secs_f64());
+    queue.ran(took);
     match result.and_then(|outputs| split(outputs, &sizes)) {
         Ok(parts) => {
             for (reply, part) in replies.into_iter().zip(parts) {

@@ -189,3 +189,114 @@ fn incompatible_shapes_are_not_batched() {
     b[0].shape = vec![2, 1];
     assert!(!compatible(&a, &b));
 }
+
+fn input(value: f32) -> Vec<Tensor> {
+    vec![Tensor::new("x".into(), vec![1, 2], TensorData::Fp32(vec![value; 2])).unwrap()]
+}
+
+fn doubled(result: JobResult) -> Vec<f32> {
+    match result.unwrap().remove(0).data {
+        TensorData::Fp32(v) => v.to_vec(),
+        other => panic!("unexpected output {other:?}"),
+    }
+}
+
+/// Runs `n` jobs through the queue, one after the other.
+fn run_queued(s: &Scheduler, n: u64) {
+    for _ in 0..n {
+        let (j, r) = job(1, 1.0, Duration::from_secs(3600));
+        s.submit(j).unwrap();
+        assert_eq!(doubled(r.blocking_recv().unwrap()), vec![2.0, 2.0]);
+    }
+}
+
+#[test]
+fn short_runs_go_inline_once_measured_and_never_overtake_the_queue() {
+    let runs = Arc::new(Mutex::new(Vec::new()));
+    let s = Scheduler::start(
+        vec![Box::new(Doubler {
+            gate: None,
+            runs: runs.clone(),
+        })],
+        config(4, 1),
+        Metrics::new(),
+    )
+    .unwrap();
+    // nothing measured yet: queued
+    assert!(s.try_inline().is_none());
+    run_queued(&s, INLINE_AFTER_RUNS);
+    let inline = s
+        .try_inline()
+        .expect("a short model runs inline once measured");
+    // the only session is taken: a queued job waits for it, and nothing else goes inline
+    let (j, queued) = job(1, 3.0, Duration::from_secs(3600));
+    s.submit(j).unwrap();
+    assert!(s.try_inline().is_none());
+    assert_eq!(
+        doubled(inline.run(input(5.0), Instant::now())),
+        vec![10.0, 10.0]
+    );
+    // giving the session back lets the queued job run
+    assert_eq!(doubled(queued.blocking_recv().unwrap()), vec![6.0, 6.0]);
+    // a panic inline is an error, and the session is given back
+    let inline = s.try_inline().expect("idle again");
+    assert!(matches!(
+        inline.run(input(-1.0), Instant::now()),
+        Err(JobError::Panic)
+    ));
+    assert_eq!(
+        s.queue.lock().idle.len(),
+        1,
+        "the session came back after the panic"
+    );
+    run_queued(&s, 1);
+    // 8 queued, the one queued behind the inline run, two inline (one panicked), one queued
+    assert_eq!(runs.lock().unwrap().len() as u64, INLINE_AFTER_RUNS + 4);
+    s.join();
+    assert!(
+        s.try_inline().is_none(),
+        "a closed queue runs nothing inline"
+    );
+}
+
+/// Sleeps longer than the inline limit.
+struct Slow;
+
+impl Backend for Slow {
+    fn infer(&mut self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, BackendError> {
+        std::thread::sleep(INLINE_MAX_COMPUTE + Duration::from_millis(1));
+        Ok(inputs)
+    }
+}
+
+#[test]
+fn long_runs_and_batching_never_go_inline() {
+    let slow = Scheduler::start(vec![Box::new(Slow)], config(4, 1), Metrics::new()).unwrap();
+    run_queued_any(&slow, INLINE_AFTER_RUNS + 2);
+    assert!(
+        slow.try_inline().is_none(),
+        "runs above the limit stay on the inference thread"
+    );
+    let batching = Scheduler::start(
+        vec![Box::new(Doubler {
+            gate: None,
+            runs: Arc::new(Mutex::new(Vec::new())),
+        })],
+        config(4, 2),
+        Metrics::new(),
+    )
+    .unwrap();
+    run_queued(&batching, INLINE_AFTER_RUNS + 2);
+    assert!(
+        batching.try_inline().is_none(),
+        "batching keeps every request queued"
+    );
+}
+
+fn run_queued_any(s: &Scheduler, n: u64) {
+    for _ in 0..n {
+        let (j, r) = job(1, 1.0, Duration::from_secs(3600));
+        s.submit(j).unwrap();
+        assert!(r.blocking_recv().unwrap().is_ok());
+    }
+}

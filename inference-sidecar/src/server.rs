@@ -352,7 +352,9 @@ async fn read_body(
     Ok(bytes)
 }
 
-/// Queues a job on the scheduler and waits for its outputs until the deadline.
+/// Runs a job on the request's task when the model is short and a session idle
+/// ([`Scheduler::try_inline`](crate::scheduler::Scheduler::try_inline)); otherwise queues it on
+/// the scheduler and waits for its outputs until the deadline.
 async fn run_job(
     serving: &Serving,
     inputs: Vec<Tensor>,
@@ -360,6 +362,27 @@ async fn run_job(
     deadline: Instant,
     timeout: Duration,
 ) -> Result<Vec<Tensor>, Failure> {
+    let timed_out = || {
+        Failure(
+            StatusCode::GATEWAY_TIMEOUT,
+            Outcome::timeout,
+            format!("no answer within the deadline of {timeout:?}"),
+        )
+    };
+    let job_failed = |e: JobError| match e {
+        JobError::Timeout => timed_out(),
+        e => Failure(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Outcome::error,
+            e.to_string(),
+        ),
+    };
+    if let Some(inline) = serving.scheduler.try_inline() {
+        if Instant::now() >= deadline {
+            return Err(timed_out());
+        }
+        return inline.run(inputs, accepted).map_err(job_failed);
+    }
     let (tx, rx) = oneshot::channel();
     serving
         .scheduler
@@ -381,13 +404,6 @@ async fn run_job(
                 e.to_string(),
             ),
         })?;
-    let timed_out = || {
-        Failure(
-            StatusCode::GATEWAY_TIMEOUT,
-            Outcome::timeout,
-            format!("no answer within the deadline of {timeout:?}"),
-        )
-    };
     match tokio::time::timeout_at(deadline.into(), rx).await {
         Err(_) => Err(timed_out()),
         Ok(Err(_)) => Err(Failure(
@@ -395,13 +411,7 @@ async fn run_job(
             Outcome::error,
             "the inference thread dropped the request".into(),
         )),
-        Ok(Ok(Err(JobError::Timeout))) => Err(timed_out()),
-        Ok(Ok(Err(e))) => Err(Failure(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            Outcome::error,
-            e.to_string(),
-        )),
-        Ok(Ok(Ok(outputs))) => Ok(outputs),
+        Ok(Ok(result)) => result.map_err(job_failed),
     }
 }
 

@@ -141,9 +141,47 @@ fn tree_minflt(pid: u32) -> f64 {
     tree_sum(pid, &proc_minflt)
 }
 
+/// What every side receives: an encoded image (JPEG/PNG), or the same picture as a raw rgb8
+/// frame (`ROBOFLEET_DETECT_BENCH_RAW=1`: what the ROS 2 bridge sends, nothing to decode).
+struct Frame {
+    bytes: Vec<u8>,
+    /// width and height of a raw rgb8 frame; `None`: encoded
+    raw: Option<(u32, u32)>,
+}
+
+impl Frame {
+    /// The request headers that describe the body.
+    fn headers(&self) -> Vec<(&'static str, String)> {
+        match self.raw {
+            None => Vec::new(),
+            Some((w, h)) => vec![
+                ("content-type", "application/x-robofleet-raw".into()),
+                ("x-robofleet-width", w.to_string()),
+                ("x-robofleet-height", h.to_string()),
+                ("x-robofleet-encoding", "rgb8".into()),
+            ],
+        }
+    }
+
+    /// Decodes the image, or copies the raw frame into an image, as the server does.
+    fn decode(&self) -> image::RgbImage {
+        match self.raw {
+            None => preprocess::decode_encoded(&self.bytes).unwrap(),
+            Some((width, height)) => preprocess::raw_to_rgb(&preprocess::RawFrame {
+                width,
+                height,
+                step: width as usize * 3,
+                encoding: preprocess::RawEncoding::Rgb8,
+                data: &self.bytes,
+            })
+            .unwrap(),
+        }
+    }
+}
+
 /// The in-process pipeline, exactly as `/v1/detect` runs it minus HTTP: decode, letterbox and
 /// normalise, the backend's infer (the server's inference threads call the same), post-process.
-fn pipeline(backend: &mut OrtBackend, det: &Detection, image: &[u8]) -> usize {
+fn pipeline(backend: &mut OrtBackend, det: &Detection, image: &Frame) -> usize {
     timed_pipeline(backend, det, image, None)
 }
 
@@ -152,7 +190,7 @@ fn pipeline(backend: &mut OrtBackend, det: &Detection, image: &[u8]) -> usize {
 fn timed_pipeline(
     backend: &mut OrtBackend,
     det: &Detection,
-    image: &[u8],
+    image: &Frame,
     mut times: Option<&mut [Vec<f64>; 4]>,
 ) -> usize {
     let mut clock = Instant::now();
@@ -162,7 +200,7 @@ fn timed_pipeline(
         }
         clock = Instant::now();
     };
-    let img = preprocess::decode_encoded(image).unwrap();
+    let img = image.decode();
     lap(0);
     let prepared = preprocess::prepare(&img, &det.preprocess);
     lap(1);
@@ -194,7 +232,7 @@ fn timed_pipeline(
 
 /// Median milliseconds of each stage of [`pipeline`] over `n` runs: decode, letterbox and
 /// normalise, infer (one thread), post-process.
-fn stages(backend: &mut OrtBackend, det: &Detection, image: &[u8], n: usize) -> Value {
+fn stages(backend: &mut OrtBackend, det: &Detection, image: &Frame, n: usize) -> Value {
     let mut t: [Vec<f64>; 4] = Default::default();
     for _ in 0..n {
         timed_pipeline(backend, det, image, Some(&mut t));
@@ -263,10 +301,10 @@ struct Target {
     pid: u32,
 }
 
-async fn post(http: &Http, t: &Target, image: &[u8]) -> (f64, Value) {
+async fn post(http: &Http, t: &Target, image: &Frame) -> (f64, Value) {
     let start = Instant::now();
     let r = http
-        .request(Method::POST, &t.url, &[], image.to_vec())
+        .request(Method::POST, &t.url, &image.headers(), image.bytes.clone())
         .await
         .unwrap();
     let ms = start.elapsed().as_secs_f64() * 1000.0;
@@ -278,7 +316,7 @@ async fn post(http: &Http, t: &Target, image: &[u8]) -> (f64, Value) {
 async fn load(
     http: &Http,
     t: &Target,
-    image: &Arc<Vec<u8>>,
+    image: &Arc<Frame>,
     connections: usize,
     seconds: f64,
 ) -> Value {
@@ -301,7 +339,7 @@ async fn load(
                 while Instant::now() < until && !stop.load(Ordering::Relaxed) {
                     let s = Instant::now();
                     let r = http
-                        .request(Method::POST, &url, &[], image.to_vec())
+                        .request(Method::POST, &url, &image.headers(), image.bytes.clone())
                         .await
                         .unwrap();
                     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
@@ -525,7 +563,21 @@ async fn detect_bench() {
     let load_before = loadavg();
     let uptime_before = cmd_output("uptime", &[]);
 
-    let image = Arc::new(std::fs::read(&image_path).unwrap());
+    let file = std::fs::read(&image_path).unwrap();
+    let image = Arc::new(
+        if std::env::var("ROBOFLEET_DETECT_BENCH_RAW").is_ok_and(|v| v == "1") {
+            let img = preprocess::decode_encoded(&file).unwrap();
+            Frame {
+                raw: Some((img.width(), img.height())),
+                bytes: img.into_raw(),
+            }
+        } else {
+            Frame {
+                bytes: file,
+                raw: None,
+            }
+        },
+    );
     let mut parse_args = vec!["bench".to_owned()];
     parse_args.extend(flags.iter().cloned());
     let configured = Flags::try_parse_from(&parse_args)
@@ -616,7 +668,7 @@ async fn detect_bench() {
 
     // (b) + (c) throughput at saturation, every split of the thread budget
     let pre = &det.preprocess;
-    let prepared = preprocess::prepare(&preprocess::decode_encoded(&image).unwrap(), pre);
+    let prepared = preprocess::prepare(&image.decode(), pre);
     let in_shape = vec![1, 3, i64::from(ph), i64::from(pw)];
     let splits: Vec<(usize, usize)> = (1..=budget)
         .filter(|w| budget.is_multiple_of(*w))
@@ -739,7 +791,7 @@ async fn detect_bench() {
                 .map(|v| v.trim().to_owned())
         })
         .unwrap_or_default();
-    let img = preprocess::decode_encoded(&image).unwrap();
+    let img = image.decode();
     let result = json!({
         "benchmark": "detect",
         "name": std::env::var("ROBOFLEET_DETECT_BENCH_NAME").unwrap_or_else(|_| "smoke".into()),
@@ -758,7 +810,8 @@ async fn detect_bench() {
         "model": model.file_name().map(|n| n.to_string_lossy().into_owned()),
         "model_sha256": model_ref(&model).rsplit('@').next().unwrap_or_default().to_owned(),
         "image": image_path.file_name().map(|n| n.to_string_lossy().into_owned()),
-        "image_bytes": image.len(),
+        "image_bytes": image.bytes.len(),
+        "image_encoding": if image.raw.is_some() { "raw rgb8 (x-robofleet-raw)" } else { "encoded" },
         "image_size": [img.width(), img.height()],
         "input_size": [pw, ph],
         "detect_flags": flags.join(" "),

@@ -141,10 +141,28 @@ impl Postprocess {
                 if rows < 5 {
                     return Err(err());
                 }
-                let at = |r: usize, i: usize| data[r * n + i];
-                for i in 0..n {
-                    if let Some((c, s)) = best_class((4..rows).map(|r| at(r, i))) {
-                        push(at(0, i), at(1, i), at(2, i), at(3, i), c, s);
+                // row by row (contiguous) rather than column by column: the best class of every
+                // candidate, then only those above the threshold are decoded; the same choice as
+                // `best_class` (the first of equal scores; a NaN replaces the best so far)
+                use std::cmp::Ordering::{Equal, Greater};
+                let row = |r: usize| &data[r * n..(r + 1) * n];
+                let mut best: Vec<f32> = row(4).to_vec();
+                let mut class = vec![0u32; if rows > 5 { n } else { 0 }];
+                for r in 5..rows {
+                    let id = u32::try_from(r - 4).unwrap_or(u32::MAX);
+                    for ((b, c), &s) in best.iter_mut().zip(class.iter_mut()).zip(row(r)) {
+                        if !matches!((*b).partial_cmp(&s), Some(Greater | Equal)) {
+                            *b = s;
+                            *c = id;
+                        }
+                    }
+                }
+                let (cx, cy, w, h) = (row(0), row(1), row(2), row(3));
+                for (i, &s) in best.iter().enumerate() {
+                    // NaN compares false: skipped, as `push` would
+                    if s >= self.confidence {
+                        let c = class.get(i).map_or(0, |&c| c as usize);
+                        push(cx[i], cy[i], w[i], h[i], c, s);
                     }
                 }
             }

@@ -172,3 +172,45 @@ fn yolox_decodes_grid_offsets_by_stride() {
     // a row count that is not the grid's
     assert!(p.run(&data[..63], &[1, 9, 7], &t).is_err());
 }
+
+/// A score: mostly in [0, 1], with ties at the threshold and NaNs.
+fn score() -> impl proptest::strategy::Strategy<Value = f32> {
+    use proptest::prelude::*;
+    prop_oneof![6 => 0.0f32..1.0, 1 => Just(0.5f32), 1 => Just(0.75f32), 1 => Just(f32::NAN)]
+}
+
+proptest::proptest! {
+    /// The YOLOv8 decoder (row by row) picks the same class and score per candidate as the
+    /// YOLOv5 decoder (candidate by candidate) does on the transposed output with objectness 1:
+    /// ties, thresholds and NaN scores included.
+    #[test]
+    fn yolov8_rows_decode_as_yolov5_candidates(
+        classes in 1usize..4,
+        cands in proptest::collection::vec(
+            ((0.0f32..100.0, 0.0f32..100.0, 1.0f32..50.0, 1.0f32..50.0),
+             proptest::collection::vec(score(), 3)),
+            1..40,
+        ),
+    ) {
+        let n = cands.len();
+        let rows = 4 + classes;
+        let mut v8 = vec![0.0f32; rows * n];
+        let mut v5 = Vec::with_capacity(n * (rows + 1));
+        for (i, ((cx, cy, w, h), scores)) in cands.iter().enumerate() {
+            let col = [*cx, *cy, *w, *h];
+            for r in 0..4 {
+                v8[r * n + i] = col[r];
+            }
+            for c in 0..classes {
+                v8[(4 + c) * n + i] = scores[c];
+            }
+            v5.extend_from_slice(&col);
+            v5.push(1.0);
+            v5.extend_from_slice(&scores[..classes]);
+        }
+        let t = ident(200, 200);
+        let a = post(Layout::Yolov8).run(&v8, &[1, rows as i64, n as i64], &t).unwrap();
+        let b = post(Layout::Yolov5).run(&v5, &[1, n as i64, rows as i64 + 1], &t).unwrap();
+        proptest::prop_assert_eq!(a, b);
+    }
+}
