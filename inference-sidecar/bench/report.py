@@ -51,7 +51,7 @@ def pct(v):
 
 
 def detect_section(rows):
-    order = {"yolox": 0, "yolox-raw": 1, "tiny-160": 2, "tiny-hd": 3}
+    order = {"yolox": 0, "yolox-raw": 1, "tiny-160": 2, "tiny-hd": 3, "micro-160": 4}
     rows = sorted(rows, key=lambda r: (order.get(r["name"], 9), r["name"]))
     print("## `POST /v1/detect`")
     print()
@@ -135,7 +135,8 @@ def detect_section(rows):
     for r in rows:
         t = r["throughput"]
         print(
-            f"- {r['name']}: `{r['model']}` (sha256 {r['model_sha256'][:12]}…), {r['image']} ({r['image_bytes']} bytes), "
+            f"- {r['name']}: `{r['model']}` (sha256 {r['model_sha256'][:12]}…), {r['image']} ({r['image_bytes']} bytes"
+            f"{', sent as a raw rgb8 frame' if r.get('image_encoding', '').startswith('raw') else ''}), "
             f"flags `{r['detect_flags']}`; latency {r['latency']['rounds']} rounds × {r['latency']['per_round']} per side, "
             f"throughput {t['rounds']} rounds × {t['seconds_per_measurement']:g} s per side and split; {r['date']}, "
             f"{r['cpu_model']} (CPUs {r['cpus_allowed']}), load average before {r['loadavg_before']}, after {r['loadavg_after']}; "
