@@ -168,6 +168,7 @@ pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
                     max_queue: cfg.max_queue,
                     max_batch: cfg.max_batch_size,
                     max_queue_delay: cfg.max_queue_delay,
+                    inline_max_compute: crate::scheduler::INLINE_MAX_COMPUTE,
                 },
                 state.metrics.clone(),
             )

@@ -93,10 +93,13 @@ pub struct SchedulerConfig {
     pub max_batch: usize,
     /// how long a thread waits to fill a batch
     pub max_queue_delay: Duration,
+    /// runs averaging at most this long may run on the request's task
+    /// ([`INLINE_MAX_COMPUTE`] in the server; zero: never)
+    pub inline_max_compute: Duration,
 }
 
-/// Runs that took at most this long on average (recent runs, exponentially weighted) may run on
-/// the request's task: an async worker is then held no longer than this.
+/// The server's limit: runs that took at most this long on average (recent runs, exponentially
+/// weighted) may run on the request's task; an async worker is then held no longer than this.
 pub const INLINE_MAX_COMPUTE: Duration = Duration::from_millis(2);
 
 /// Runs through the inference threads before the inline path is considered (the first runs of a
@@ -148,10 +151,12 @@ impl Queue {
 
     /// Whether the model's recent runs were short enough to run on a request's task.
     fn short_runs(&self) -> bool {
+        let limit = self.config.inline_max_compute;
         self.config.max_batch <= 1
+            && !limit.is_zero()
             && self.runs.load(Ordering::Relaxed) >= INLINE_AFTER_RUNS
             && self.recent_compute_ns.load(Ordering::Relaxed)
-                <= u64::try_from(INLINE_MAX_COMPUTE.as_nanos()).unwrap_or(u64::MAX)
+                <= u64::try_from(limit.as_nanos()).unwrap_or(u64::MAX)
     }
 
     /// Gives a session back; wakes the inference threads only when a job waits for it.

@@ -56,6 +56,7 @@ fn config(max_queue: usize, max_batch: usize) -> SchedulerConfig {
         max_queue,
         max_batch,
         max_queue_delay: Duration::from_millis(0),
+        inline_max_compute: INLINE_MAX_COMPUTE,
     }
 }
 
@@ -201,6 +202,15 @@ fn doubled(result: JobResult) -> Vec<f32> {
     }
 }
 
+/// Waits until `n` sessions are idle (a thread answers before it gives its session back).
+fn wait_idle(s: &Scheduler, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while s.queue.lock().idle.len() < n {
+        assert!(Instant::now() < deadline, "the sessions did not come back");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 /// Runs `n` jobs through the queue, one after the other.
 fn run_queued(s: &Scheduler, n: u64) {
     for _ in 0..n {
@@ -218,13 +228,18 @@ fn short_runs_go_inline_once_measured_and_never_overtake_the_queue() {
             gate: None,
             runs: runs.clone(),
         })],
-        config(4, 1),
+        SchedulerConfig {
+            // whatever a loaded machine does to the timing of a run of microseconds
+            inline_max_compute: Duration::from_secs(3600),
+            ..config(4, 1)
+        },
         Metrics::new(),
     )
     .unwrap();
     // nothing measured yet: queued
     assert!(s.try_inline().is_none());
     run_queued(&s, INLINE_AFTER_RUNS);
+    wait_idle(&s, 1);
     let inline = s
         .try_inline()
         .expect("a short model runs inline once measured");
@@ -239,6 +254,7 @@ fn short_runs_go_inline_once_measured_and_never_overtake_the_queue() {
     // giving the session back lets the queued job run
     assert_eq!(doubled(queued.blocking_recv().unwrap()), vec![6.0, 6.0]);
     // a panic inline is an error, and the session is given back
+    wait_idle(&s, 1);
     let inline = s.try_inline().expect("idle again");
     assert!(matches!(
         inline.run(input(-1.0), Instant::now()),
@@ -273,6 +289,7 @@ impl Backend for Slow {
 fn long_runs_and_batching_never_go_inline() {
     let slow = Scheduler::start(vec![Box::new(Slow)], config(4, 1), Metrics::new()).unwrap();
     run_queued_any(&slow, INLINE_AFTER_RUNS + 2);
+    wait_idle(&slow, 1);
     assert!(
         slow.try_inline().is_none(),
         "runs above the limit stay on the inference thread"
@@ -287,9 +304,28 @@ fn long_runs_and_batching_never_go_inline() {
     )
     .unwrap();
     run_queued(&batching, INLINE_AFTER_RUNS + 2);
+    wait_idle(&batching, 1);
     assert!(
         batching.try_inline().is_none(),
         "batching keeps every request queued"
+    );
+    let off = Scheduler::start(
+        vec![Box::new(Doubler {
+            gate: None,
+            runs: Arc::new(Mutex::new(Vec::new())),
+        })],
+        SchedulerConfig {
+            inline_max_compute: Duration::ZERO,
+            ..config(4, 1)
+        },
+        Metrics::new(),
+    )
+    .unwrap();
+    run_queued(&off, INLINE_AFTER_RUNS + 2);
+    wait_idle(&off, 1);
+    assert!(
+        off.try_inline().is_none(),
+        "a zero limit turns inline runs off"
     );
 }
 

@@ -73,6 +73,8 @@ fn harness(loaded: bool, max_queue: usize, admitted: usize, timeout: Duration) -
                 max_queue,
                 max_batch: 1,
                 max_queue_delay: Duration::ZERO,
+                // the gated backend must run on its thread, never on the test's runtime
+                inline_max_compute: Duration::ZERO,
             },
             metrics,
         )

@@ -356,22 +356,30 @@ pub fn prepare(img: &RgbImage, cfg: &Preprocess) -> Prepared {
         ColorOrder::Rgb => [0, 1, 2],
         ColorOrder::Bgr => [2, 1, 0],
     };
-    let plane = (tw * th) as usize;
-    let mut data = vec![0.0f32; 3 * plane];
+    let (tw_, nw_, pad_x_) = (tw as usize, nw as usize, pad_x as usize);
+    let mut data = Vec::with_capacity(3 * tw_ * th as usize);
     // rows of the (resized) image, `nw` RGB pixels each
-    let row_bytes = nw as usize * 3;
+    let row_bytes = nw_ * 3;
     let rows = src.as_raw().chunks_exact(row_bytes).take(nh as usize);
+    let image_rows = pad_y..pad_y + nh;
     for (c, &src_c) in order.iter().enumerate() {
         let norm = |p: u8| (f32::from(p) * cfg.scale - cfg.mean[c]) / cfg.std[c];
         // the same expression for each of the 256 values, looked up per pixel
         let lut: [f32; 256] = std::array::from_fn(|p| norm(p as u8));
-        let out = &mut data[c * plane..(c + 1) * plane];
-        out.fill(lut[usize::from(cfg.pad_value)]);
-        for (y, pixels) in (pad_y..).zip(rows.clone()) {
-            let start = (y * tw + pad_x) as usize;
-            let dst = &mut out[start..start + nw as usize];
-            for (o, p) in dst.iter_mut().zip(pixels.chunks_exact(3)) {
-                *o = lut[usize::from(p[src_c])];
+        let pad = lut[usize::from(cfg.pad_value)];
+        let pad_row = |data: &mut Vec<f32>, n: usize| data.extend(std::iter::repeat_n(pad, n));
+        // every value written once, in order: padding rows, then each image row between its
+        // left and right padding
+        let mut pixels = rows.clone();
+        for y in 0..th {
+            if image_rows.contains(&y)
+                && let Some(row) = pixels.next()
+            {
+                pad_row(&mut data, pad_x_);
+                data.extend(row.chunks_exact(3).map(|p| lut[usize::from(p[src_c])]));
+                pad_row(&mut data, tw_ - pad_x_ - nw_);
+            } else {
+                pad_row(&mut data, tw_);
             }
         }
     }

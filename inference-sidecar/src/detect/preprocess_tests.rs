@@ -316,3 +316,55 @@ fn resize_rounding_round_or_floor() {
         }
     }
 }
+
+proptest::proptest! {
+    /// The letterbox layout, checked value by value against its definition on pictures that need
+    /// no resize (one side already fits exactly): padding everywhere outside the placed picture,
+    /// each channel normalised from the declared source channel inside it.
+    #[test]
+    fn letterbox_layout_matches_its_definition(
+        (iw, ih, extra) in (1u32..24, 1u32..24, 0u32..12),
+        pad_wide in proptest::bool::ANY,
+        centre in proptest::bool::ANY,
+        bgr in proptest::bool::ANY,
+        pad_value in 0u8..=255,
+        seed in 0u32..1000,
+    ) {
+        let img = RgbImage::from_fn(iw, ih, |x, y| {
+            let v = (x * 31 + y * 17 + seed) as u8;
+            Rgb([v, v.wrapping_mul(3), v.wrapping_add(101)])
+        });
+        // the same width and a taller input, or the same height and a wider one: scale 1
+        let (tw, th) = if pad_wide { (iw + extra, ih) } else { (iw, ih + extra) };
+        let cfg = Preprocess {
+            width: tw,
+            height: th,
+            color_order: if bgr { ColorOrder::Bgr } else { ColorOrder::Rgb },
+            scale: 1.0 / 255.0,
+            mean: [0.1, 0.2, 0.3],
+            std: [0.5, 0.25, 2.0],
+            letterbox: if centre { Letterbox::Center } else { Letterbox::TopLeft },
+            pad_value,
+            resize_rounding: ResizeRounding::Round,
+        };
+        let p = prepare(&img, &cfg);
+        let (px, py) = if centre { ((tw - iw) / 2, (th - ih) / 2) } else { (0, 0) };
+        proptest::prop_assert_eq!(p.data.len(), (3 * tw * th) as usize);
+        for c in 0..3usize {
+            let src_c = if bgr { 2 - c } else { c };
+            let norm = |v: u8| (f32::from(v) * cfg.scale - cfg.mean[c]) / cfg.std[c];
+            for y in 0..th {
+                for x in 0..tw {
+                    let inside = (px..px + iw).contains(&x) && (py..py + ih).contains(&y);
+                    let want = if inside {
+                        norm(img.get_pixel(x - px, y - py)[src_c])
+                    } else {
+                        norm(pad_value)
+                    };
+                    let got = p.data[c * (tw * th) as usize + (y * tw + x) as usize];
+                    proptest::prop_assert_eq!(got.to_bits(), want.to_bits(), "c {} x {} y {}", c, x, y);
+                }
+            }
+        }
+    }
+}
