@@ -87,7 +87,10 @@ fn service(key: &str, port: u16, prom: &str, file: &str, version: &str) -> Infer
                     "noDataPolicy": "Inconclusive", "inconclusiveAction": "Pause",
                     "metrics": [
                         {"name": "errors", "builtin": "ErrorRatio", "maxRatio": 0.2, "minSamples": 20},
-                        {"name": "p99", "builtin": "LatencyP99", "maxLatency": "60ms", "minSamples": 20},
+                        // the heavy model takes ~40 ms a request on one core of this machine (its
+                        // p99 under a quiet machine reached 59 ms, too close to a 60 ms budget);
+                        // the good models' p99 stays under 3 ms
+                        {"name": "p99", "builtin": "LatencyP99", "maxLatency": "25ms", "minSamples": 20},
                         {"name": "custom", "prometheus": {"address": prom, "query": "sum(robot_custom_score)"}, "maxValue": 1},
                     ],
                 },
