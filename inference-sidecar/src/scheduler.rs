@@ -174,14 +174,13 @@ impl Queue {
     fn next_batch(&self) -> Option<(Vec<Job>, Box<dyn Backend>)> {
         let mut st = self.lock();
         let (first, backend) = loop {
-            if !st.jobs.is_empty() {
-                if let Some(backend) = st.idle.pop() {
-                    if let Some(job) = st.jobs.pop_front() {
-                        break (job, backend);
-                    }
-                    st.idle.push(backend);
-                }
-            } else if st.closed {
+            if !st.jobs.is_empty()
+                && !st.idle.is_empty()
+                && let (Some(job), Some(backend)) = (st.jobs.pop_front(), st.idle.pop())
+            {
+                break (job, backend);
+            }
+            if st.jobs.is_empty() && st.closed {
                 return None;
             }
             st = self.ready.wait(st).unwrap_or_else(PoisonError::into_inner);

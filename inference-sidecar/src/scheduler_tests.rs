@@ -211,39 +211,45 @@ fn wait_idle(s: &Scheduler, n: usize) {
     }
 }
 
-/// Runs `n` jobs through the queue, one after the other.
+/// Runs `n` jobs through the queue, one after the other, then waits for the session.
 fn run_queued(s: &Scheduler, n: u64) {
     for _ in 0..n {
         let (j, r) = job(1, 1.0, Duration::from_secs(3600));
         s.submit(j).unwrap();
-        assert_eq!(doubled(r.blocking_recv().unwrap()), vec![2.0, 2.0]);
+        assert!(r.blocking_recv().unwrap().is_ok());
     }
+    wait_idle(s, 1);
+}
+
+/// One [`Doubler`] session (no gate) with these limits.
+fn doubler(config: SchedulerConfig, runs: &Arc<Mutex<Vec<usize>>>) -> Scheduler {
+    let backend = Doubler {
+        gate: None,
+        runs: runs.clone(),
+    };
+    Scheduler::start(vec![Box::new(backend)], config, Metrics::new()).unwrap()
 }
 
 #[test]
-fn short_runs_go_inline_once_measured_and_never_overtake_the_queue() {
+fn short_runs_go_inline_once_measured_and_give_the_session_back() {
     let runs = Arc::new(Mutex::new(Vec::new()));
-    let s = Scheduler::start(
-        vec![Box::new(Doubler {
-            gate: None,
-            runs: runs.clone(),
-        })],
+    let s = doubler(
         SchedulerConfig {
             // whatever a loaded machine does to the timing of a run of microseconds
             inline_max_compute: Duration::from_secs(3600),
             ..config(4, 1)
         },
-        Metrics::new(),
-    )
-    .unwrap();
+        &runs,
+    );
     // nothing measured yet: queued
     assert!(s.try_inline().is_none());
     run_queued(&s, INLINE_AFTER_RUNS);
-    wait_idle(&s, 1);
     let inline = s
         .try_inline()
         .expect("a short model runs inline once measured");
-    // the only session is taken: a queued job waits for it, and nothing else goes inline
+    // the only session is taken: a queued job waits for it, and nothing else goes inline (that an
+    // inline run never overtakes a queued job is the `jobs.is_empty()` check in `try_inline`: a
+    // queued job with an idle session exists only for an instant, so no test here pins it)
     let (j, queued) = job(1, 3.0, Duration::from_secs(3600));
     s.submit(j).unwrap();
     assert!(s.try_inline().is_none());
@@ -288,51 +294,28 @@ impl Backend for Slow {
 #[test]
 fn long_runs_and_batching_never_go_inline() {
     let slow = Scheduler::start(vec![Box::new(Slow)], config(4, 1), Metrics::new()).unwrap();
-    run_queued_any(&slow, INLINE_AFTER_RUNS + 2);
-    wait_idle(&slow, 1);
+    run_queued(&slow, INLINE_AFTER_RUNS + 2);
     assert!(
         slow.try_inline().is_none(),
         "runs above the limit stay on the inference thread"
     );
-    let batching = Scheduler::start(
-        vec![Box::new(Doubler {
-            gate: None,
-            runs: Arc::new(Mutex::new(Vec::new())),
-        })],
-        config(4, 2),
-        Metrics::new(),
-    )
-    .unwrap();
+    let runs = Arc::new(Mutex::new(Vec::new()));
+    let batching = doubler(config(4, 2), &runs);
     run_queued(&batching, INLINE_AFTER_RUNS + 2);
-    wait_idle(&batching, 1);
     assert!(
         batching.try_inline().is_none(),
         "batching keeps every request queued"
     );
-    let off = Scheduler::start(
-        vec![Box::new(Doubler {
-            gate: None,
-            runs: Arc::new(Mutex::new(Vec::new())),
-        })],
+    let off = doubler(
         SchedulerConfig {
             inline_max_compute: Duration::ZERO,
             ..config(4, 1)
         },
-        Metrics::new(),
-    )
-    .unwrap();
+        &runs,
+    );
     run_queued(&off, INLINE_AFTER_RUNS + 2);
-    wait_idle(&off, 1);
     assert!(
         off.try_inline().is_none(),
         "a zero limit turns inline runs off"
     );
-}
-
-fn run_queued_any(s: &Scheduler, n: u64) {
-    for _ in 0..n {
-        let (j, r) = job(1, 1.0, Duration::from_secs(3600));
-        s.submit(j).unwrap();
-        assert!(r.blocking_recv().unwrap().is_ok());
-    }
 }
