@@ -58,26 +58,36 @@ async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, ServeError> {
         .map_err(|source| ServeError::Bind { addr, source })
 }
 
-async fn shutdown_signal() {
+/// Listens for SIGTERM and SIGINT from now on (registered when called, not when first awaited, so
+/// a signal that arrives while the model loads is never missed nor left to its default action,
+/// which would kill the process); the future completes on the first of them.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
+        let term = signal(SignalKind::terminate());
+        let int = signal(SignalKind::interrupt());
+        async move {
+            match (term, int) {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = int.recv() => {}
+                    }
                 }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM; only SIGINT stops the server");
-                let _ = tokio::signal::ctrl_c().await;
+                (term, int) => {
+                    let e = term.err().or(int.err());
+                    tracing::warn!(error = ?e, "cannot listen for SIGTERM/SIGINT; stopping on ctrl-c only");
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
@@ -93,6 +103,8 @@ fn admitted(cfg: &ServeConfig) -> usize {
 
 /// Runs the server until SIGTERM/SIGINT (Ok) or until no model can be served (Err).
 pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
+    // before anything can be asked of the server: a SIGTERM from here on drains it
+    let mut shutdown = std::pin::pin!(shutdown_signal());
     let metrics = Metrics::new();
     let state = Arc::new(AppState {
         metrics: metrics.clone(),
@@ -193,10 +205,10 @@ pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
 
     let result = tokio::select! {
         r = load => match r {
-            Ok(()) => { shutdown_signal().await; Ok(()) }
+            Ok(()) => { (&mut shutdown).await; Ok(()) }
             Err(e) => Err(e),
         },
-        () = shutdown_signal() => Ok(()),
+        () = &mut shutdown => Ok(()),
     };
     tracing::info!("draining: refusing new requests and finishing in-flight ones");
     state.draining.store(true, Ordering::SeqCst);
